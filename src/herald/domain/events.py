@@ -1,0 +1,292 @@
+"""The campaign.confirmed event, version 1: the contract with upstream APIs (docs/events.md).
+
+`parse_campaign_confirmed` turns a decoded JSON object into a frozen CampaignConfirmed or
+raises EventError naming the field; the scheduler dead-letters the event with that reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from herald.constants import CAMPAIGN_CONFIRMED_VERSIONS, EVENT_CAMPAIGN_CONFIRMED
+from herald.domain.channels import Channel, SendingMode, chain
+
+DEFAULT_BATCH_SIZE = 100_000
+MAX_BATCH_SIZE = 100_000
+MAX_BATCH_DELAY_MS = 3_600_000
+DEFAULT_FALLBACK_WINDOW_S = 900
+MAX_FALLBACK_WINDOW_S = 7 * 24 * 3600
+MAX_ID_LENGTH = 128
+
+
+class EventError(ValueError):
+    """Why an event cannot be used; `field` is a dotted path into the event."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsContent:
+    sender: str | None
+    body: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WhatsAppContent:
+    template_name: str
+    language: str
+    components: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RcsContent:
+    agent_id: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ViberContent:
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailContent:
+    from_address: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Content:
+    sms: SmsContent | None = None
+    whatsapp: WhatsAppContent | None = None
+    rcs: RcsContent | None = None
+    viber: ViberContent | None = None
+    email: EmailContent | None = None
+
+    def for_channel(self, channel: Channel) -> object | None:
+        value: object | None = getattr(self, channel.value)
+        return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Audience:
+    contact_ids: tuple[str, ...] = ()
+    list_ids: tuple[str, ...] = ()
+    segment_id: str | None = None
+    tags: tuple[str, ...] = ()
+    destinations: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.contact_ids or self.list_ids or self.segment_id or self.tags or self.destinations
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignConfirmed:
+    event_id: str
+    campaign_id: str
+    account_id: str
+    name: str
+    sending_mode: SendingMode
+    content: Content
+    audience: Audience
+    variable_mappings: Mapping[str, str] = field(default_factory=dict)
+    recipient_variables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    scheduled_at: datetime | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_delay_ms: int = 0
+    fallback_window_s: int = DEFAULT_FALLBACK_WINDOW_S
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        return chain(self.sending_mode)
+
+
+def parse_campaign_confirmed(raw: object) -> CampaignConfirmed:
+    if not isinstance(raw, Mapping):
+        raise EventError("$", "event must be a JSON object")
+    if raw.get("type") != EVENT_CAMPAIGN_CONFIRMED:
+        raise EventError("type", f"must be {EVENT_CAMPAIGN_CONFIRMED!r}")
+    version = raw.get("version")
+    if type(version) is not int or version not in CAMPAIGN_CONFIRMED_VERSIONS:
+        raise EventError("version", f"unknown version {version!r}; this herald reads 1")
+
+    mode_raw = _str(raw, "sending_mode")
+    try:
+        mode = SendingMode(mode_raw)
+    except ValueError:
+        allowed = ", ".join(m.value for m in SendingMode)
+        raise EventError("sending_mode", f"unknown mode {mode_raw!r}; one of {allowed}") from None
+
+    content = _content(_obj(raw, "content"), chain(mode))
+    audience = _audience(_obj(raw, "audience"))
+    event = CampaignConfirmed(
+        event_id=_id(raw, "event_id"),
+        campaign_id=_id(raw, "campaign_id"),
+        account_id=_id(raw, "account_id"),
+        name=_str(raw, "name", required=False) or "",
+        sending_mode=mode,
+        content=content,
+        audience=audience,
+        variable_mappings=_str_map(raw, "variable_mappings"),
+        recipient_variables=_nested_str_map(raw, "recipient_variables"),
+        scheduled_at=_datetime(raw, "scheduled_at"),
+        batch_size=_int(raw, "batch_size", DEFAULT_BATCH_SIZE, 1, MAX_BATCH_SIZE),
+        batch_delay_ms=_int(raw, "batch_delay_ms", 0, 0, MAX_BATCH_DELAY_MS),
+        fallback_window_s=_int(
+            raw, "fallback_window_s", DEFAULT_FALLBACK_WINDOW_S, 1, MAX_FALLBACK_WINDOW_S
+        ),
+    )
+    return event
+
+
+def _content(raw: Mapping[str, Any], channels: tuple[Channel, ...]) -> Content:
+    parts: dict[str, object] = {}
+    for channel in channels:
+        path = f"content.{channel.value}"
+        section = raw.get(channel.value)
+        if not isinstance(section, Mapping):
+            raise EventError(path, f"required for sending mode with {channel.value}")
+        if channel is Channel.SMS:
+            parts["sms"] = SmsContent(
+                sender=_str(section, "sender", path, required=False),
+                body=_str(section, "body", path),
+            )
+        elif channel is Channel.WHATSAPP:
+            components = section.get("components", [])
+            if not isinstance(components, list) or not all(
+                isinstance(c, Mapping) for c in components
+            ):
+                raise EventError(f"{path}.components", "must be a list of objects")
+            parts["whatsapp"] = WhatsAppContent(
+                template_name=_str(section, "template_name", path),
+                language=_str(section, "language", path),
+                components=tuple(components),
+            )
+        elif channel is Channel.RCS:
+            parts["rcs"] = RcsContent(
+                agent_id=_str(section, "agent_id", path), text=_str(section, "text", path)
+            )
+        elif channel is Channel.VIBER:
+            parts["viber"] = ViberContent(
+                sender=_str(section, "sender", path), text=_str(section, "text", path)
+            )
+        else:
+            parts["email"] = EmailContent(
+                from_address=_str(section, "from", path),
+                subject=_str(section, "subject", path),
+                body=_str(section, "body", path),
+            )
+    return Content(**parts)  # type: ignore[arg-type]
+
+
+def _audience(raw: Mapping[str, Any]) -> Audience:
+    audience = Audience(
+        contact_ids=_str_list(raw, "contact_ids"),
+        list_ids=_str_list(raw, "list_ids"),
+        segment_id=_str(raw, "segment_id", "audience", required=False),
+        tags=_str_list(raw, "tags"),
+        destinations=_str_list(raw, "destinations"),
+    )
+    if audience.is_empty:
+        raise EventError("audience", "name contact_ids, list_ids, segment_id, tags or destinations")
+    return audience
+
+
+def _path(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if parent else key
+
+
+def _str(raw: Mapping[str, Any], key: str, parent: str = "", *, required: bool = True) -> Any:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise EventError(_path(parent, key), "is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise EventError(_path(parent, key), "must be a non-empty string")
+    return value
+
+
+def _id(raw: Mapping[str, Any], key: str) -> str:
+    value: str = _str(raw, key)
+    if len(value) > MAX_ID_LENGTH or any(ch.isspace() for ch in value):
+        raise EventError(key, f"must be at most {MAX_ID_LENGTH} characters without spaces")
+    return value
+
+
+def _obj(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    if not isinstance(value, Mapping):
+        raise EventError(key, "must be an object")
+    return value
+
+
+def _str_list(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = raw.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EventError(f"audience.{key}", "must be a list of strings")
+    return tuple(value)
+
+
+def _str_map(raw: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise EventError(key, "must map strings to strings")
+    return dict(value)
+
+
+def _nested_str_map(raw: Mapping[str, Any], key: str) -> dict[str, dict[str, str]]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise EventError(key, "must be an object of objects")
+    result: dict[str, dict[str, str]] = {}
+    for recipient, variables in value.items():
+        if not isinstance(variables, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str | int | float) for k, v in variables.items()
+        ):
+            raise EventError(f"{key}.{recipient}", "must map variable names to values")
+        result[str(recipient)] = {k: str(v) for k, v in variables.items()}
+    return result
+
+
+def _int(raw: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if type(value) is not int or not low <= value <= high:
+        raise EventError(key, f"must be an integer from {low} to {high}")
+    return value
+
+
+def _datetime(raw: Mapping[str, Any], key: str) -> datetime | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(key, "must be an RFC 3339 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise EventError(key, "must be an RFC 3339 date-time string") from None
+    if parsed.tzinfo is None:
+        raise EventError(key, "must carry a time zone offset")
+    return parsed

@@ -1,0 +1,31 @@
+"""E.164 phone numbers, validated with the phonenumbers library."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+
+class InvalidPhone(ValueError):
+    pass
+
+
+def normalize_e164(raw: str) -> str:
+    """The E.164 form of a number given with its country code; InvalidPhone otherwise."""
+    text = raw.strip()
+    if not text.startswith("+"):
+        raise InvalidPhone("not in E.164 form (must start with + and a country code)")
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone("not a phone number") from exc
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidPhone("impossible number for its country")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_e164(raw: str) -> bool:
+    try:
+        normalize_e164(raw)
+    except InvalidPhone:
+        return False
+    return True

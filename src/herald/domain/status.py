@@ -1,0 +1,245 @@
+"""Recipient states, status events and the monotonic fold.
+
+A recipient moves queued → sent → delivered → read, or ends failed or skipped. Callbacks
+arrive duplicated and out of order, so folding is monotonic by rank: a late `sent` never
+overwrites `delivered`, and the same event twice changes nothing. A `delivered` that arrives
+after `failed` wins (the provider did deliver), so the final state is the highest-ranked one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class RecipientStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    DELIVERED = "delivered"
+    READ = "read"
+
+
+RANK: dict[RecipientStatus, int] = {
+    RecipientStatus.QUEUED: 0,
+    RecipientStatus.SENT: 1,
+    RecipientStatus.FAILED: 2,
+    RecipientStatus.SKIPPED: 2,
+    RecipientStatus.DELIVERED: 3,
+    RecipientStatus.READ: 4,
+}
+
+FINAL: frozenset[RecipientStatus] = frozenset(
+    {
+        RecipientStatus.FAILED,
+        RecipientStatus.SKIPPED,
+        RecipientStatus.DELIVERED,
+        RecipientStatus.READ,
+    }
+)
+
+# States that mean a provider accepted the message at some point.
+ACCEPTED: frozenset[RecipientStatus] = frozenset(
+    {RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.READ}
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusEvent:
+    """One observation about one attempt: from a worker (sync outcome) or a provider callback."""
+
+    campaign_id: str
+    recipient_id: int
+    attempt: int
+    channel: str
+    status: RecipientStatus
+    occurred_at_ms: int
+    source: str
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+    # True when a provider said it took the message (a send, or any later callback).
+    accepted: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipientState:
+    status: RecipientStatus
+    accepted: bool
+    channel: str | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transition:
+    before: RecipientState
+    after: RecipientState
+
+
+def fold(state: RecipientState, events: Iterable[StatusEvent]) -> RecipientState:
+    """The state after applying events in any order; idempotent and order-independent."""
+    status = state.status
+    accepted = state.accepted
+    channel = state.channel
+    error_code = state.error_code
+    error_description = state.error_description
+    for event in events:
+        accepted = accepted or event.accepted or event.status in ACCEPTED
+        if not _wins(event.status, status):
+            continue
+        status = event.status
+        channel = event.channel or channel
+        if event.status in (RecipientStatus.FAILED, RecipientStatus.SKIPPED):
+            error_code = event.error_code
+            error_description = event.error_description
+        elif RANK[event.status] > RANK[RecipientStatus.FAILED]:
+            # Delivered after a failure report: the failure no longer describes the recipient.
+            error_code = None
+            error_description = None
+    return RecipientState(
+        status=status,
+        accepted=accepted,
+        channel=channel,
+        error_code=error_code,
+        error_description=error_description,
+    )
+
+
+def _wins(incoming: RecipientStatus, current: RecipientStatus) -> bool:
+    if RANK[incoming] > RANK[current]:
+        return True
+    # failed and skipped share a rank; neither replaces the other.
+    return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterDelta:
+    """Changes to a campaign's exact counters caused by transitions."""
+
+    sent: int = 0
+    delivered: int = 0
+    read: int = 0
+    failed: int = 0
+    skipped: int = 0
+    final: int = 0
+
+    def __add__(self, other: CounterDelta) -> CounterDelta:
+        return CounterDelta(
+            sent=self.sent + other.sent,
+            delivered=self.delivered + other.delivered,
+            read=self.read + other.read,
+            failed=self.failed + other.failed,
+            skipped=self.skipped + other.skipped,
+            final=self.final + other.final,
+        )
+
+    @property
+    def is_zero(self) -> bool:
+        return self == CounterDelta()
+
+
+def delta(before: RecipientState, after: RecipientState) -> CounterDelta:
+    """Counter changes for one recipient: cumulative milestones, final-state buckets.
+
+    sent counts recipients a provider accepted; delivered includes read; failed and skipped
+    are final buckets. delivered + failed + skipped == final recipients, always.
+    """
+
+    def flags(s: RecipientState) -> tuple[int, int, int, int, int, int]:
+        delivered = s.status in (RecipientStatus.DELIVERED, RecipientStatus.READ)
+        return (
+            int(s.accepted),
+            int(delivered),
+            int(s.status is RecipientStatus.READ),
+            int(s.status is RecipientStatus.FAILED),
+            int(s.status is RecipientStatus.SKIPPED),
+            int(s.status in FINAL),
+        )
+
+    b, a = flags(before), flags(after)
+    return CounterDelta(
+        sent=a[0] - b[0],
+        delivered=a[1] - b[1],
+        read=a[2] - b[2],
+        failed=a[3] - b[3],
+        skipped=a[4] - b[4],
+        final=a[5] - b[5],
+    )
+
+
+def message_id(campaign_id: str, recipient_id: int, attempt: int) -> str:
+    """Herald's stable id of one send attempt, passed to providers that echo it back."""
+    return f"{campaign_id}.{recipient_id}.{attempt}"
+
+
+def parse_message_id(value: str) -> tuple[str, int, int]:
+    """Inverse of message_id; raises ValueError on anything else."""
+    campaign_id, recipient, attempt = value.rsplit(".", 2)
+    if not campaign_id:
+        raise ValueError("empty campaign id")
+    recipient_id, attempt_no = int(recipient), int(attempt)
+    if recipient_id < 1 or attempt_no < 1:
+        raise ValueError("recipient and attempt start at 1")
+    return campaign_id, recipient_id, attempt_no
+
+
+def to_wire(event: StatusEvent) -> dict[str, object]:
+    """Compact JSON form on the status-events topic (one record carries a list of these)."""
+    wire: dict[str, object] = {
+        "c": event.campaign_id,
+        "r": event.recipient_id,
+        "a": event.attempt,
+        "ch": event.channel,
+        "s": event.status.value,
+        "t": event.occurred_at_ms,
+        "src": event.source,
+    }
+    if event.accepted:
+        wire["acc"] = True
+    if event.provider_message_id:
+        wire["pm"] = event.provider_message_id
+    if event.error_code:
+        wire["e"] = event.error_code
+    if event.error_description:
+        wire["d"] = event.error_description
+    return wire
+
+
+def from_wire(raw: object) -> StatusEvent:
+    """Raises ValueError naming what is wrong; the status consumer dead-letters the record."""
+    if not isinstance(raw, dict):
+        raise ValueError("status event must be an object")
+    try:
+        campaign_id = raw["c"]
+        recipient_id = raw["r"]
+        attempt = raw["a"]
+        status = RecipientStatus(raw["s"])
+    except KeyError as exc:
+        raise ValueError(f"status event lacks {exc.args[0]!r}") from None
+    if not isinstance(campaign_id, str) or not campaign_id:
+        raise ValueError("c must be a campaign id")
+    if type(recipient_id) is not int or recipient_id < 1:
+        raise ValueError("r must be a recipient id")
+    if type(attempt) is not int or attempt < 0 or attempt > 32:
+        raise ValueError("a must be an attempt number")
+    occurred = raw.get("t", 0)
+    return StatusEvent(
+        campaign_id=campaign_id,
+        recipient_id=recipient_id,
+        attempt=attempt,
+        channel=str(raw.get("ch", "")),
+        status=status,
+        occurred_at_ms=occurred if type(occurred) is int else 0,
+        source=str(raw.get("src", "")),
+        accepted=raw.get("acc") is True,
+        provider_message_id=_opt_str(raw.get("pm")),
+        error_code=_opt_str(raw.get("e")),
+        error_description=_opt_str(raw.get("d")),
+    )
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)[:500]

@@ -1,0 +1,212 @@
+"""Composes roles into one process: `herald run <role>` runs one, `run all` runs them all.
+
+Every role shares one pool, one producer and one stop event. On stop, consumers finish or
+abandon (uncommitted) their current records, then listeners close, then the producer
+flushes and the pool closes, all within HERALD_DRAIN_TIMEOUT_S.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+import anyio
+from aiohttp import web
+
+from herald import constants, metrics
+from herald.bus.consumer import DeadLetter, consume
+from herald.bus.producer import producer as kafka_producer
+from herald.bus.topics import ensure_topics
+from herald.domain.channels import Channel
+from herald.ingress import Ingress
+from herald.providers.base import Provider
+from herald.providers.twilio import TwilioProvider
+from herald.scheduler import Scheduler
+from herald.settings import Settings
+from herald.simulator.app import Simulator
+from herald.status import StatusFolder
+from herald.store import db, migrations
+from herald.worker import Worker
+
+log = logging.getLogger(__name__)
+
+ROLES: Final = ("scheduler", "worker", "status", "ingress", "simulator")
+_NEEDS_DB: Final = frozenset({"scheduler", "worker", "status"})
+_NEEDS_KAFKA: Final = frozenset({"scheduler", "worker", "status", "ingress"})
+
+
+class RoleError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Needs:
+    database: bool
+    kafka: bool
+
+
+def needs(roles: frozenset[str]) -> Needs:
+    return Needs(database=bool(roles & _NEEDS_DB), kafka=bool(roles & _NEEDS_KAFKA))
+
+
+def parse_roles(names: list[str]) -> frozenset[str]:
+    if "all" in names:
+        return frozenset(ROLES)
+    unknown = set(names) - set(ROLES)
+    if unknown:
+        raise RoleError(f"unknown role {sorted(unknown)[0]!r}; one of {', '.join(ROLES)}, all")
+    return frozenset(names)
+
+
+async def migrate(settings: Settings) -> list[str]:
+    async with db.pool(settings.database_url, max_size=1) as pool, pool.acquire() as conn:
+        return await migrations.migrate(conn)
+
+
+async def run_roles(
+    settings: Settings,
+    roles: frozenset[str],
+    stop: anyio.Event,
+    ready: anyio.Event | None = None,
+    *,
+    apply_migrations: bool = True,
+) -> None:
+    async with AsyncExitStack() as stack:
+        pool = None
+        if roles & _NEEDS_DB:
+            if apply_migrations:
+                await migrate(settings)
+            pool = await stack.enter_async_context(
+                db.pool(settings.database_url, max_size=max(4, len(roles) * 4))
+            )
+        producer = None
+        if roles & _NEEDS_KAFKA:
+            await ensure_topics(settings)
+            producer = await stack.enter_async_context(kafka_producer(settings))
+
+        if "simulator" in roles:
+            simulator = Simulator(
+                host=settings.bind_host,
+                port=settings.simulator_port,
+                account_sid=settings.twilio_account_sid,
+                auth_token=settings.twilio_auth_token,
+            )
+            await simulator.start()
+            stack.push_async_callback(simulator.stop)
+        if "ingress" in roles:
+            assert producer is not None
+            runner = web.AppRunner(
+                Ingress(settings=settings, producer=producer).app(), access_log=None
+            )
+            await runner.setup()
+            await web.TCPSite(runner, settings.bind_host, settings.ingress_port).start()
+            stack.push_async_callback(runner.cleanup)
+
+        consumers: list[tuple[str, str, object, int]] = []
+        scheduler = None
+        if pool is not None and producer is not None:
+            dead_letter = DeadLetter(settings=settings, producer=producer)
+            if "scheduler" in roles:
+                scheduler = Scheduler(
+                    settings=settings, pool=pool, producer=producer, dead_letter=dead_letter
+                )
+                consumers.append(
+                    (
+                        constants.TOPIC_CAMPAIGN_EVENTS,
+                        constants.GROUP_SCHEDULER,
+                        scheduler.handle,
+                        100,
+                    )
+                )
+            if "worker" in roles:
+                session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=settings.worker_concurrency)
+                )
+                stack.push_async_callback(session.close)
+                providers: dict[Channel, Provider] = {
+                    Channel.SMS: TwilioProvider(
+                        session=session,
+                        base_url=settings.twilio_url,
+                        account_sid=settings.twilio_account_sid,
+                        auth_token=settings.twilio_auth_token,
+                        timeout_s=settings.send_timeout_s,
+                    )
+                }
+                worker = Worker(
+                    settings=settings,
+                    pool=pool,
+                    producer=producer,
+                    dead_letter=dead_letter,
+                    providers=providers,
+                    stop=stop,
+                )
+                consumers.append(
+                    (constants.TOPIC_DISPATCH_BATCHES, constants.GROUP_WORKER, worker.handle, 1)
+                )
+            if "status" in roles:
+                folder = StatusFolder(pool=pool, dead_letter=dead_letter)
+                consumers.append(
+                    (
+                        constants.TOPIC_STATUS_EVENTS,
+                        constants.GROUP_STATUS,
+                        folder.handle,
+                        settings.status_batch_max,
+                    )
+                )
+
+        async with anyio.create_task_group() as tg:
+            started = []
+            for topic, group, handler, max_records in consumers:
+                up = anyio.Event()
+                started.append(up)
+                tg.start_soon(
+                    _consume_role,
+                    settings,
+                    topic,
+                    group,
+                    handler,
+                    dead_letter,
+                    stop,
+                    max_records,
+                    up,
+                )
+            if scheduler is not None:
+                tg.start_soon(scheduler.tick_forever, stop)
+            for up in started:
+                await up.wait()
+            log.info("roles running: %s", ", ".join(sorted(roles)), extra={"event": "started"})
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            # Consumers see the stop event within one poll; past the drain window, cut them off.
+            tg.cancel_scope.deadline = anyio.current_time() + settings.drain_timeout_s
+        log.info("roles stopped", extra={"event": "stopped"})
+
+
+async def _consume_role(
+    settings: Settings,
+    topic: str,
+    group: str,
+    handler: object,
+    dead_letter: DeadLetter,
+    stop: anyio.Event,
+    max_records: int,
+    ready: anyio.Event,
+) -> None:
+    await consume(
+        settings=settings,
+        topic=topic,
+        group_id=group,
+        handler=handler,  # type: ignore[arg-type]
+        dead_letter=dead_letter,
+        stop=stop,
+        max_records=max_records,
+        ready=ready,
+    )
+
+
+def serve_metrics(settings: Settings) -> None:
+    metrics.serve(settings.metrics_port, settings.bind_host)

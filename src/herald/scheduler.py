@@ -1,0 +1,163 @@
+"""The scheduler: campaign.confirmed in, recipient rows and dispatch batches out.
+
+Receiving and expanding are separate so that both are crash-safe. The consumer stores each
+valid event as a `scheduled` campaign (deduplicated by campaign id) and commits. A ticker
+claims due campaigns with FOR UPDATE SKIP LOCKED and expands each in one transaction
+(set-based SQL, never a loop over recipients), then publishes due batches and marks them
+published. A crash anywhere repeats a step whose effect is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import anyio
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from herald import metrics
+from herald.bus import codec
+from herald.bus.consumer import DeadLetter
+from herald.constants import TOPIC_DISPATCH_BATCHES
+from herald.domain.events import EventError, parse_campaign_confirmed
+from herald.settings import Settings
+from herald.store import campaigns
+from herald.store.db import StoreError, translate
+
+log = logging.getLogger(__name__)
+
+PUBLISH_LIMIT = 100
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        dead_letter: DeadLetter,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.producer = producer
+        self.dead_letter = dead_letter
+        self._wake = anyio.Event()
+
+    async def handle(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> bool:
+        for record in records:
+            try:
+                raw = codec.decode(record.value)
+                event = parse_campaign_confirmed(raw)
+            except codec.DecodeError as exc:
+                await self.dead_letter.send(record, f"invalid_event: {exc}")
+                continue
+            except EventError as exc:
+                await self.dead_letter.send(record, f"invalid_event: {exc}")
+                continue
+            try:
+                inserted = await campaigns.insert(self.pool, event, raw)
+            except (asyncpg.PostgresError, OSError) as exc:
+                raise translate(exc) from exc
+            log.info(
+                "campaign %s %s",
+                event.campaign_id,
+                "received" if inserted else "already known",
+                extra={"event": "campaign_received"},
+            )
+        self._wake.set()
+        return True
+
+    async def tick_forever(self, stop: anyio.Event) -> None:
+        """Expand due campaigns and publish due batches until stopped."""
+        while not stop.is_set():
+            try:
+                busy = await self.tick()
+            except (StoreError, asyncpg.PostgresError, OSError) as exc:
+                log.warning("scheduler tick failed: %s", exc, extra={"event": "tick_failed"})
+                busy = False
+            if busy:
+                continue
+            with anyio.move_on_after(self.settings.scheduler_poll_s):
+                await _first(stop, self._wake)
+            self._wake = anyio.Event()
+
+    async def tick(self) -> bool:
+        """One round; True when there may be more work right away."""
+        expanded = await self.expand_one()
+        published = await self.publish_due()
+        return expanded or published >= PUBLISH_LIMIT
+
+    async def expand_one(self) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await campaigns.claim_due(conn)
+            if row is None:
+                return False
+            started = time.perf_counter()
+            try:
+                event = parse_campaign_confirmed(row["event"])
+            except EventError as exc:  # stored events were validated; a schema change got here
+                log.error("stored event unreadable: %s", exc, extra={"event": "event_unreadable"})
+                return False
+            total = await campaigns.expand(conn, event)
+        elapsed = time.perf_counter() - started
+        batches = -(-total // event.batch_size)
+        metrics.EXPANSION_DURATION.observe(elapsed)
+        metrics.BATCHES_EXPANDED.inc(batches)
+        for _ in range(batches - 1):
+            metrics.BATCH_SIZE.observe(event.batch_size)
+        if batches:
+            metrics.BATCH_SIZE.observe(total - (batches - 1) * event.batch_size)
+        log.info(
+            "campaign %s expanded: %d recipients in %d batches (%.2fs)",
+            event.campaign_id,
+            total,
+            batches,
+            elapsed,
+            extra={"event": "campaign_expanded"},
+        )
+        return True
+
+    async def publish_due(self) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            due = await campaigns.due_batches(conn, PUBLISH_LIMIT)
+            if not due:
+                return 0
+            topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
+            waits = []
+            for batch in due:
+                value = codec.encode(
+                    {
+                        "v": 1,
+                        "campaign_id": batch.campaign_id,
+                        "account_id": batch.account_id,
+                        "batch_no": batch.batch_no,
+                        "first_id": batch.first_id,
+                        "last_id": batch.last_id,
+                    }
+                )
+                # Keyed by account: one worker owns an account's rate limits at a time.
+                waits.append(
+                    await self.producer.send(topic, value, key=codec.key(batch.account_id))
+                )
+            for wait in waits:
+                await wait
+            by_campaign: dict[str, list[int]] = {}
+            for batch in due:
+                by_campaign.setdefault(batch.campaign_id, []).append(batch.batch_no)
+            for campaign_id, numbers in by_campaign.items():
+                await campaigns.mark_published(conn, campaign_id, numbers)
+        return len(due)
+
+
+async def _first(*events: anyio.Event) -> None:
+    async with anyio.create_task_group() as tg:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wait, event)

@@ -1,0 +1,134 @@
+"""One typed, immutable settings object built from HERALD_* environment variables.
+
+Built once in the CLI and passed down; nothing deeper reads os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A HERALD_* variable has a value herald cannot use."""
+
+
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A string that never shows its value in repr, logs or errors."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self.value else "Secret('')"
+
+    __str__ = __repr__
+
+
+def _doc(text: str, **kw: Any) -> Any:
+    return field(metadata={"doc": text}, **kw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    database_url: str = _doc("PostgreSQL URL; empty starts an embedded server", default="")
+    kafka_bootstrap: str = _doc(
+        "Kafka bootstrap servers; empty starts an embedded broker", default=""
+    )
+    data_dir: Path = _doc("Data directory of the embedded services", default=Path(".herald-data"))
+    topic_prefix: str = _doc("Prefix of every topic and consumer group name", default="herald.")
+    topic_partitions: int = _doc("Partitions per topic when herald creates topics", default=8)
+    kafka_idempotence: bool = _doc(
+        "Idempotent producer (on for Apache Kafka; the embedded broker refuses it)", default=False
+    )
+    api_port: int = _doc("Control-plane API port", default=8080)
+    ingress_port: int = _doc("Callback ingress port", default=8081)
+    simulator_port: int = _doc("Provider simulator port", default=8082)
+    metrics_port: int = _doc("Prometheus /metrics port; 0 disables it", default=9100)
+    bind_host: str = _doc("Address every HTTP listener binds to", default="127.0.0.1")
+    public_ingress_url: str = _doc(
+        "URL providers post callbacks to; empty means http://127.0.0.1:<ingress_port>", default=""
+    )
+    twilio_base_url: str = _doc("Twilio API base URL; empty means the local simulator", default="")
+    twilio_account_sid: str = _doc(
+        "Twilio Account SID", default="ACherald0000000000000000000000000"
+    )
+    twilio_auth_token: Secret = _doc(
+        "Twilio Auth Token (also verifies X-Twilio-Signature)", default=Secret("herald-dev-token")
+    )
+    twilio_from: str = _doc("Default SMS sender when an event names none", default="+15005550006")
+    default_rate_per_s: float = _doc("Send rate per account and channel unless set", default=2000.0)
+    worker_concurrency: int = _doc("In-flight provider requests per worker process", default=128)
+    worker_chunk_size: int = _doc("Recipients read from Postgres per chunk", default=500)
+    send_timeout_s: float = _doc("Provider HTTP timeout", default=10.0)
+    status_batch_max: int = _doc("Status events folded per transaction", default=2000)
+    scheduler_poll_s: float = _doc("How often the scheduler looks for due campaigns", default=1.0)
+    drain_timeout_s: float = _doc("SIGTERM grace for in-flight work", default=20.0)
+    log_level: str = _doc("Log level", default="INFO")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = env_name(f.name)
+            if key not in env:
+                continue
+            raw = env[key]
+            values[f.name] = _cast(key, f.type, raw)
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def ingress_url(self) -> str:
+        return self.public_ingress_url or f"http://127.0.0.1:{self.ingress_port}"
+
+    @property
+    def twilio_url(self) -> str:
+        return self.twilio_base_url or f"http://127.0.0.1:{self.simulator_port}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def env_name(field_name: str) -> str:
+    return f"HERALD_{field_name.upper()}"
+
+
+def _cast(key: str, type_name: Any, raw: str) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind == "Secret":
+            return Secret(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{key}: cannot read {kind} from the value given") from exc
+    return raw
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting: the README table and --help."""
+    rows = []
+    defaults = Settings()
+    for f in fields(Settings):
+        default = getattr(defaults, f.name)
+        shown = "(set)" if isinstance(default, Secret) and default.value else str(default)
+        rows.append((env_name(f.name), shown, f.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,137 @@
+"""Send attempts: recorded before the provider call, so no channel is ever sent twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from herald.domain.status import RecipientState, RecipientStatus
+from herald.store.queries import sql
+
+AttemptKey = tuple[str, int, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    recipient_id: int
+    attempt_no: int
+    outcome: str  # pending, accepted, rejected, ambiguous
+    provider_message_id: str | None
+    error_code: str | None
+    error_description: str | None
+    sends: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    recipient_id: int
+    attempt_no: int
+    outcome: str
+    provider_message_id: str | None
+    error_code: str | None
+    error_description: str | None
+
+
+async def insert_pending(
+    pool: asyncpg.Pool,
+    campaign_id: str,
+    recipient_ids: Sequence[int],
+    attempt_nos: Sequence[int],
+    channel: str,
+    provider: str,
+) -> set[int]:
+    """Recipient ids whose attempt row this call created (the others existed already)."""
+    rows = await pool.fetch(
+        sql("attempts", "insert_pending"),
+        campaign_id,
+        list(recipient_ids),
+        list(attempt_nos),
+        channel,
+        provider,
+    )
+    return {r["recipient_id"] for r in rows}
+
+
+async def existing(
+    pool: asyncpg.Pool, campaign_id: str, recipient_ids: Sequence[int], channel: str
+) -> list[Recorded]:
+    rows = await pool.fetch(sql("attempts", "existing"), campaign_id, list(recipient_ids), channel)
+    return [Recorded(**dict(r)) for r in rows]
+
+
+async def claim_resend(
+    pool: asyncpg.Pool, campaign_id: str, recipient_ids: Sequence[int], channel: str
+) -> set[int]:
+    rows = await pool.fetch(
+        sql("attempts", "claim_resend"), campaign_id, list(recipient_ids), channel
+    )
+    return {r["recipient_id"] for r in rows}
+
+
+async def record_results(pool: asyncpg.Pool, campaign_id: str, results: Sequence[Result]) -> None:
+    if not results:
+        return
+    await pool.execute(
+        sql("attempts", "record_results"),
+        campaign_id,
+        [r.recipient_id for r in results],
+        [r.attempt_no for r in results],
+        [r.outcome for r in results],
+        [r.provider_message_id for r in results],
+        [r.error_code for r in results],
+        [r.error_description for r in results],
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockedAttempt:
+    state: RecipientState
+    created_at: datetime
+
+
+async def lock_states(
+    conn: asyncpg.Connection, keys: Iterable[AttemptKey]
+) -> dict[AttemptKey, LockedAttempt]:
+    ordered = sorted(set(keys))
+    rows = await conn.fetch(
+        sql("attempts", "lock_states"),
+        [k[0] for k in ordered],
+        [k[1] for k in ordered],
+        [k[2] for k in ordered],
+    )
+    return {
+        (r["campaign_id"], r["recipient_id"], r["attempt_no"]): LockedAttempt(
+            state=RecipientState(
+                status=RecipientStatus(r["status"]),
+                accepted=r["accepted"],
+                channel=r["channel"],
+                error_code=r["error_code"],
+                error_description=r["error_description"],
+            ),
+            created_at=r["created_at"],
+        )
+        for r in rows
+    }
+
+
+async def write_states(
+    conn: asyncpg.Connection,
+    states: Sequence[tuple[AttemptKey, RecipientState, str | None]],
+) -> None:
+    """(key, folded state, provider message id seen in the events)."""
+    if not states:
+        return
+    await conn.execute(
+        sql("attempts", "write_states"),
+        [k[0] for k, _, _ in states],
+        [k[1] for k, _, _ in states],
+        [k[2] for k, _, _ in states],
+        [s.status.value for _, s, _ in states],
+        [s.accepted for _, s, _ in states],
+        [pm for _, _, pm in states],
+        [s.error_code for _, s, _ in states],
+        [s.error_description for _, s, _ in states],
+    )

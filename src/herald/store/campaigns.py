@@ -1,0 +1,185 @@
+"""Campaigns: dedup on receipt, set-based audience expansion, batches, exact counters."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from herald.domain.events import CampaignConfirmed
+from herald.domain.status import CounterDelta
+from herald.store.queries import sql
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchRef:
+    campaign_id: str
+    account_id: str
+    batch_no: int
+    first_id: int
+    last_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counters:
+    campaign_id: str
+    status: str
+    total: int
+    sent: int
+    delivered: int
+    read: int
+    failed: int
+    skipped: int
+    final: int
+
+
+async def insert(pool: asyncpg.Pool, event: CampaignConfirmed, raw: Mapping[str, Any]) -> bool:
+    """False when the campaign id was seen before (campaign.confirmed is deduplicated)."""
+    inserted = await pool.fetchval(
+        sql("campaigns", "insert"),
+        event.campaign_id,
+        event.account_id,
+        event.name,
+        event.sending_mode.value,
+        dict(raw),
+        event.scheduled_at,
+        event.batch_size,
+        event.batch_delay_ms,
+        event.fallback_window_s,
+    )
+    return inserted is not None
+
+
+async def get(conn: asyncpg.Pool | asyncpg.Connection, campaign_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(sql("campaigns", "get"), campaign_id)
+    return row
+
+
+async def claim_due(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """Must run inside a transaction; the row stays locked until it ends."""
+    row: asyncpg.Record | None = await conn.fetchrow(sql("campaigns", "claim_due"))
+    return row
+
+
+async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
+    """Recipient rows and batches for the whole audience, in the caller's transaction."""
+    audience = event.audience
+    status = await conn.execute(
+        sql("campaigns", "expand_recipients"),
+        event.campaign_id,
+        event.account_id,
+        list(_uuids(audience.contact_ids)),
+        list(_uuids(audience.list_ids)),
+        list(audience.tags),
+        list(audience.destinations),
+    )
+    total = int(status.split()[-1])
+    if total:
+        await conn.execute(
+            sql("campaigns", "insert_batches"),
+            event.campaign_id,
+            event.batch_size,
+            total,
+            event.batch_delay_ms,
+        )
+    await conn.execute(sql("campaigns", "mark_expanded"), event.campaign_id, total)
+    return total
+
+
+def _uuids(values: Sequence[str]) -> list[str]:
+    # Ids that are not UUIDs cannot name a contact or list; they match nothing.
+    found = []
+    for value in values:
+        try:
+            found.append(str(uuid.UUID(value)))
+        except ValueError:
+            continue
+    return found
+
+
+async def due_batches(conn: asyncpg.Connection, limit: int) -> list[BatchRef]:
+    rows = await conn.fetch(sql("campaigns", "due_batches"), limit)
+    return [
+        BatchRef(
+            campaign_id=r["campaign_id"],
+            account_id=r["account_id"],
+            batch_no=r["batch_no"],
+            first_id=r["first_id"],
+            last_id=r["last_id"],
+        )
+        for r in rows
+    ]
+
+
+async def mark_published(conn: asyncpg.Connection, campaign_id: str, batch_nos: list[int]) -> None:
+    await conn.execute(sql("campaigns", "mark_published"), campaign_id, batch_nos)
+
+
+async def mark_batch_done(pool: asyncpg.Pool, campaign_id: str, batch_no: int) -> None:
+    await pool.execute(sql("campaigns", "mark_batch_done"), campaign_id, batch_no)
+
+
+async def counters(pool: asyncpg.Pool, campaign_id: str) -> Counters | None:
+    row = await get(pool, campaign_id)
+    if row is None:
+        return None
+    return Counters(
+        campaign_id=campaign_id,
+        status=row["status"],
+        total=row["total_recipients"],
+        sent=row["sent"],
+        delivered=row["delivered"],
+        read=row["read"],
+        failed=row["failed"],
+        skipped=row["skipped"],
+        final=row["final"],
+    )
+
+
+async def recount(pool: asyncpg.Pool, campaign_id: str) -> dict[str, int]:
+    row = await pool.fetchrow(sql("campaigns", "recount"), campaign_id)
+    assert row is not None
+    return dict(row)
+
+
+async def channel_counters(pool: asyncpg.Pool, campaign_id: str) -> dict[str, dict[str, int]]:
+    rows = await pool.fetch(sql("campaigns", "channel_counters"), campaign_id)
+    return {
+        r["channel"]: {"sent": r["sent"], "delivered": r["delivered"], "failed": r["failed"]}
+        for r in rows
+    }
+
+
+_COUNTER_FIELDS = ("sent", "delivered", "read", "failed", "skipped", "final")
+_CHANNEL_FIELDS = ("sent", "delivered", "read", "failed")
+
+
+async def apply_counters(conn: asyncpg.Connection, deltas: Mapping[str, CounterDelta]) -> None:
+    touched = [cid for cid, d in deltas.items() if not d.is_zero]
+    if touched:
+        await conn.execute(
+            sql("campaigns", "apply_counters"),
+            touched,
+            *[[getattr(deltas[c], f) for c in touched] for f in _COUNTER_FIELDS],
+        )
+
+
+async def apply_channel_counters(
+    conn: asyncpg.Connection, deltas: Mapping[tuple[str, str], CounterDelta]
+) -> None:
+    keys = [k for k, d in deltas.items() if not d.is_zero]
+    if keys:
+        await conn.execute(
+            sql("campaigns", "apply_channel_counters"),
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            *[[getattr(deltas[k], f) for k in keys] for f in _CHANNEL_FIELDS],
+        )
+
+
+async def complete_finished(conn: asyncpg.Connection, campaign_ids: Sequence[str]) -> list[str]:
+    rows = await conn.fetch(sql("campaigns", "complete_finished"), list(campaign_ids))
+    return [r["id"] for r in rows]

@@ -1,0 +1,26 @@
+"""Named SQL blocks from queries/<aggregate>.sql (`-- name: <block>` headers)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+_HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
+
+
+@cache
+def load(aggregate: str) -> dict[str, str]:
+    text = (resources.files("herald.store") / "queries" / f"{aggregate}.sql").read_text()
+    parts = _HEADER.split(text)
+    blocks: dict[str, str] = {}
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in blocks:
+            raise RuntimeError(f"{aggregate}.sql names {name!r} twice")
+        blocks[name] = body.strip()
+    return blocks
+
+
+def sql(aggregate: str, name: str) -> str:
+    return load(aggregate)[name]

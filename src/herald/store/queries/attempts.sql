@@ -1,0 +1,52 @@
+-- name: insert_pending
+-- Written before the provider call. Rows that already exist come back absent.
+INSERT INTO attempts (campaign_id, recipient_id, attempt_no, channel, provider)
+SELECT $1, r, a, $4, $5 FROM unnest($2::int[], $3::smallint[]) AS t (r, a)
+ON CONFLICT DO NOTHING
+RETURNING recipient_id;
+
+-- name: existing
+SELECT recipient_id, attempt_no, outcome, provider_message_id, error_code, error_description,
+       sends
+FROM attempts
+WHERE campaign_id = $1 AND recipient_id = ANY ($2::int[]) AND channel = $3;
+
+-- name: claim_resend
+-- The one repeat an ambiguous send may get (the provider took no idempotency key).
+UPDATE attempts SET sends = sends + 1, updated_at = now()
+WHERE campaign_id = $1 AND recipient_id = ANY ($2::int[]) AND channel = $3
+  AND outcome IN ('pending', 'ambiguous') AND sends < 2
+RETURNING recipient_id;
+
+-- name: record_results
+UPDATE attempts a
+SET outcome = s.outcome,
+    provider_message_id = coalesce(a.provider_message_id, s.provider_message_id),
+    error_code = coalesce(s.error_code, a.error_code),
+    error_description = coalesce(s.error_description, a.error_description),
+    updated_at = now()
+FROM unnest($2::int[], $3::smallint[], $4::text[], $5::text[], $6::text[], $7::text[])
+     AS s (recipient_id, attempt_no, outcome, provider_message_id, error_code, error_description)
+WHERE a.campaign_id = $1 AND a.recipient_id = s.recipient_id AND a.attempt_no = s.attempt_no;
+
+-- name: lock_states
+SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.status, a.accepted, a.channel, a.created_at,
+       a.provider_message_id, a.error_code, a.error_description
+FROM attempts a
+JOIN unnest($1::text[], $2::int[], $3::smallint[]) AS k (campaign_id, recipient_id, attempt_no)
+  ON a.campaign_id = k.campaign_id AND a.recipient_id = k.recipient_id
+ AND a.attempt_no = k.attempt_no
+ORDER BY a.campaign_id, a.recipient_id, a.attempt_no
+FOR UPDATE OF a;
+
+-- name: write_states
+UPDATE attempts a
+SET status = s.status, accepted = s.accepted,
+    provider_message_id = coalesce(a.provider_message_id, s.provider_message_id),
+    error_code = s.error_code, error_description = s.error_description, updated_at = now()
+FROM unnest($1::text[], $2::int[], $3::smallint[], $4::text[], $5::bool[], $6::text[],
+            $7::text[], $8::text[])
+     AS s (campaign_id, recipient_id, attempt_no, status, accepted, provider_message_id,
+           error_code, error_description)
+WHERE a.campaign_id = s.campaign_id AND a.recipient_id = s.recipient_id
+  AND a.attempt_no = s.attempt_no;

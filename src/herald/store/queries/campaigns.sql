@@ -1,0 +1,114 @@
+-- name: insert
+-- Deduplicates campaign.confirmed by campaign id: a replay inserts nothing.
+INSERT INTO campaigns (id, account_id, name, status, sending_mode, event, scheduled_at,
+                       batch_size, batch_delay_ms, fallback_window_s)
+VALUES ($1, $2, $3, 'scheduled', $4, $5::jsonb, $6, $7, $8, $9)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: get
+SELECT * FROM campaigns WHERE id = $1;
+
+-- name: claim_due
+-- One scheduler claims a due campaign; others skip it instead of waiting on the lock.
+SELECT id, account_id, event FROM campaigns
+WHERE status = 'scheduled' AND (scheduled_at IS NULL OR scheduled_at <= now())
+ORDER BY scheduled_at NULLS FIRST, created_at
+LIMIT 1
+FOR UPDATE SKIP LOCKED;
+
+-- name: expand_recipients
+-- $1 campaign, $2 account, $3 contact ids, $4 list ids, $5 tags, $6 raw destinations.
+-- Contacts from every source once; raw destinations once each and not again if a contact
+-- in the audience has that phone. Ids are dense from 1 in a stable order.
+WITH ids AS (
+    SELECT id FROM contacts WHERE account_id = $2 AND id = ANY ($3::uuid[])
+    UNION
+    SELECT m.contact_id FROM list_members m JOIN lists l ON l.id = m.list_id
+    WHERE l.account_id = $2 AND m.list_id = ANY ($4::uuid[])
+    UNION
+    SELECT id FROM contacts WHERE account_id = $2 AND cardinality($5::text[]) > 0
+                              AND tags && $5::text[]
+), audience AS (
+    SELECT c.id AS contact_id, c.phone, c.email
+    FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $2
+), raw AS (
+    SELECT DISTINCT ON (d) d AS phone, ord
+    FROM unnest($6::text[]) WITH ORDINALITY AS t (d, ord)
+    ORDER BY d, ord
+), combined AS (
+    SELECT contact_id, phone, email, 0 AS source, contact_id::text AS sort_key FROM audience
+    UNION ALL
+    SELECT NULL::uuid, raw.phone, NULL::text, 1, lpad(raw.ord::text, 12, '0')
+    FROM raw LEFT JOIN audience a ON a.phone = raw.phone
+    WHERE a.phone IS NULL
+)
+INSERT INTO recipients (campaign_id, id, contact_id, phone, email)
+SELECT $1, row_number() OVER (ORDER BY source, sort_key), contact_id, phone, email
+FROM combined;
+
+-- name: insert_batches
+-- $1 campaign, $2 batch size, $3 recipients, $4 delay between batches in ms.
+INSERT INTO batches (campaign_id, batch_no, first_id, last_id, not_before)
+SELECT $1, g, (g - 1) * $2 + 1, least(g * $2, $3),
+       now() + ((g - 1) * $4::bigint) * interval '1 millisecond'
+FROM generate_series(1, ceil($3::numeric / $2)::integer) AS g;
+
+-- name: mark_expanded
+UPDATE campaigns
+SET status = CASE WHEN $2 = 0 THEN 'completed' ELSE 'sending' END,
+    total_recipients = $2, expanded_at = now(), started_at = now(),
+    completed_at = CASE WHEN $2 = 0 THEN now() END
+WHERE id = $1;
+
+-- name: due_batches
+SELECT b.campaign_id, c.account_id, b.batch_no, b.first_id, b.last_id
+FROM batches b JOIN campaigns c ON c.id = b.campaign_id
+WHERE b.published_at IS NULL AND b.not_before <= now() AND c.status = 'sending'
+ORDER BY b.not_before, b.campaign_id, b.batch_no
+LIMIT $1
+FOR UPDATE OF b SKIP LOCKED;
+
+-- name: mark_published
+UPDATE batches SET published_at = now()
+WHERE campaign_id = $1 AND batch_no = ANY ($2::integer[]);
+
+-- name: mark_batch_done
+UPDATE batches SET done_at = now() WHERE campaign_id = $1 AND batch_no = $2 AND done_at IS NULL;
+
+-- name: apply_counters
+-- Exact counter deltas from the status fold, one row per campaign.
+UPDATE campaigns c
+SET sent = c.sent + d.sent, delivered = c.delivered + d.delivered, read = c.read + d.read,
+    failed = c.failed + d.failed, skipped = c.skipped + d.skipped, final = c.final + d.final
+FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[])
+     AS d (id, sent, delivered, read, failed, skipped, final)
+WHERE c.id = d.id;
+
+-- name: apply_channel_counters
+INSERT INTO campaign_channel_counters AS cc (campaign_id, channel, sent, delivered, read, failed)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::int[])
+ON CONFLICT (campaign_id, channel) DO UPDATE
+SET sent = cc.sent + EXCLUDED.sent, delivered = cc.delivered + EXCLUDED.delivered,
+    read = cc.read + EXCLUDED.read, failed = cc.failed + EXCLUDED.failed;
+
+-- name: complete_finished
+UPDATE campaigns SET status = 'completed', completed_at = now()
+WHERE id = ANY ($1::text[]) AND status = 'sending' AND expanded_at IS NOT NULL
+  AND final >= total_recipients
+RETURNING id;
+
+-- name: channel_counters
+SELECT channel, sent, delivered, read, failed FROM campaign_channel_counters
+WHERE campaign_id = $1 ORDER BY channel;
+
+-- name: recount
+-- Counters recomputed from recipient rows: what the folded counters must equal.
+SELECT count(*) FILTER (WHERE accepted) AS sent,
+       count(*) FILTER (WHERE status IN ('delivered', 'read')) AS delivered,
+       count(*) FILTER (WHERE status = 'read') AS read,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+       count(*) FILTER (WHERE status IN ('delivered', 'read', 'failed', 'skipped')) AS final,
+       count(*) AS total
+FROM recipients WHERE campaign_id = $1;

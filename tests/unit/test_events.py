@@ -1,0 +1,100 @@
+"""campaign.confirmed v1 validation: every rejection names its field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from herald.demo import campaign_event
+from herald.domain.channels import Channel, SendingMode, chain
+from herald.domain.events import EventError, parse_campaign_confirmed
+
+
+def valid(mode: SendingMode = SendingMode.WHATSAPP_RCS_SMS) -> dict[str, Any]:
+    return campaign_event(campaign_id="c-1", account_id="acct-1", mode=mode, tags=["vip"])
+
+
+@pytest.mark.parametrize("mode", list(SendingMode))
+def test_every_mode_parses(mode: SendingMode) -> None:
+    event = parse_campaign_confirmed(valid(mode))
+    assert event.sending_mode is mode
+    assert event.channels == chain(mode)
+    for channel in event.channels:
+        assert event.content.for_channel(channel) is not None
+
+
+def test_defaults() -> None:
+    raw = valid(SendingMode.SMS)
+    del raw["batch_size"]
+    event = parse_campaign_confirmed(raw)
+    assert event.batch_size == 100_000
+    assert event.batch_delay_ms == 0
+    assert event.scheduled_at is None
+
+
+def _set(raw: dict[str, Any], path: str, value: object) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    node = raw
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[part]
+    if value is _DELETE:
+        del node[parts[-1]]
+    else:
+        node[parts[-1]] = value
+    return raw
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("type", "campaign.created", "type"),
+        ("version", 2, "version"),
+        ("version", "1", "version"),
+        ("sending_mode", "PIGEON", "sending_mode"),
+        ("campaign_id", _DELETE, "campaign_id"),
+        ("campaign_id", "has space", "campaign_id"),
+        ("account_id", "", "account_id"),
+        ("content.sms", _DELETE, "content.sms"),
+        ("content.sms.body", "", "content.sms.body"),
+        ("content.whatsapp.template_name", _DELETE, "content.whatsapp.template_name"),
+        ("content.whatsapp.components", "x", "content.whatsapp.components"),
+        ("audience", {}, "audience"),
+        ("audience", [], "audience"),
+        ("audience.tags", "vip", "audience.tags"),
+        ("batch_size", 0, "batch_size"),
+        ("batch_size", 100_001, "batch_size"),
+        ("batch_delay_ms", -1, "batch_delay_ms"),
+        ("fallback_window_s", 1.5, "fallback_window_s"),
+        ("scheduled_at", "tomorrow", "scheduled_at"),
+        ("scheduled_at", "2026-12-01T10:00:00", "scheduled_at"),
+        ("variable_mappings", {"1": 2}, "variable_mappings"),
+        ("recipient_variables", {"c": "x"}, "recipient_variables.c"),
+    ],
+)
+def test_rejections_name_the_field(path: str, value: object, field: str) -> None:
+    with pytest.raises(EventError) as caught:
+        parse_campaign_confirmed(_set(valid(), path, value))
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("raw", [None, [], "event", 42])
+def test_not_an_object(raw: object) -> None:
+    with pytest.raises(EventError):
+        parse_campaign_confirmed(raw)
+
+
+def test_scheduled_at_with_zone() -> None:
+    event = parse_campaign_confirmed(_set(valid(), "scheduled_at", "2026-12-01T10:00:00Z"))
+    assert event.scheduled_at is not None
+    assert event.scheduled_at.utcoffset() is not None
+
+
+def test_channel_content_lookup() -> None:
+    event = parse_campaign_confirmed(valid(SendingMode.SMS))
+    assert event.content.for_channel(Channel.WHATSAPP) is None

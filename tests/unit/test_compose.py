@@ -33,7 +33,10 @@ def row(phone: str | None = "+14155550123", first_name: str | None = "Ada", **kw
     ("recipient", "expected"),
     [
         (row(), "Hi Ada, 20% off today."),
-        (row(phone=None), Skip(reason="invalid_phone", description="recipient has no phone number")),
+        (
+            row(phone=None),
+            Skip(reason="invalid_phone", description="recipient has no phone number"),
+        ),
         (row(phone="12345"), "invalid_phone"),
         (row(phone="+1415"), "invalid_phone"),
         (row(first_name=None), "missing_variable"),
@@ -71,7 +74,9 @@ def test_chain_picks_first_available_channel() -> None:
 
 def test_no_channel_is_a_skip_with_reason() -> None:
     decision = compose(
-        event=event(SendingMode.WHATSAPP), recipient=row(), available={Channel.SMS},
+        event=event(SendingMode.WHATSAPP),
+        recipient=row(),
+        available={Channel.SMS},
         default_sms_sender="x",
     )
     assert isinstance(decision, Skip)

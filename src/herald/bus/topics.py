@@ -6,6 +6,7 @@ retention; creating them here is then a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -28,10 +29,9 @@ async def ensure_topics(settings: Settings) -> None:
             if settings.topic(name) not in existing
         ]
         if wanted:
-            try:
+            # Another process may have created them first.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
             log.info("topics created", extra={"event": "topics_created"})
     finally:
         await admin.close()

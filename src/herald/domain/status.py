@@ -109,10 +109,8 @@ def fold(state: RecipientState, events: Iterable[StatusEvent]) -> RecipientState
 
 
 def _wins(incoming: RecipientStatus, current: RecipientStatus) -> bool:
-    if RANK[incoming] > RANK[current]:
-        return True
     # failed and skipped share a rank; neither replaces the other.
-    return False
+    return RANK[incoming] > RANK[current]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -87,8 +87,8 @@ def _run(fn: Callable[..., Awaitable[int]], *args: Any) -> int:
         wanted, rest = group.split((embedded.EmbeddedError, OSError))
         if wanted is None or rest is not None:
             raise
-        for exc in wanted.exceptions:
-            print(f"herald: {exc}", file=sys.stderr)
+        for inner in wanted.exceptions:
+            print(f"herald: {inner}", file=sys.stderr)
         return 2
 
 

@@ -8,9 +8,11 @@ flushes and the pool closes, all within HERALD_DRAIN_TIMEOUT_S.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Final
+from functools import partial
+from typing import Any, Final
 
 import aiohttp
 import anyio
@@ -29,6 +31,7 @@ from herald.settings import Settings
 from herald.simulator.app import Simulator
 from herald.status import StatusFolder
 from herald.store import db, migrations
+from herald.sweeper import Sweeper, every
 from herald.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -106,7 +109,7 @@ async def run_roles(
             stack.push_async_callback(runner.cleanup)
 
         consumers: list[tuple[str, str, object, int]] = []
-        scheduler = None
+        loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
         if pool is not None and producer is not None:
             dead_letter = DeadLetter(settings=settings, producer=producer)
             if "scheduler" in roles:
@@ -121,20 +124,16 @@ async def run_roles(
                         100,
                     )
                 )
+                loops.append(partial(scheduler.tick_forever, stop))
+            sweeper = Sweeper(
+                settings=settings, pool=pool, producer=producer, dead_letter=dead_letter
+            )
             if "worker" in roles:
                 session = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=settings.worker_concurrency)
                 )
                 stack.push_async_callback(session.close)
-                providers: dict[Channel, Provider] = {
-                    Channel.SMS: TwilioProvider(
-                        session=session,
-                        base_url=settings.twilio_url,
-                        account_sid=settings.twilio_account_sid,
-                        auth_token=settings.twilio_auth_token,
-                        timeout_s=settings.send_timeout_s,
-                    )
-                }
+                providers = build_providers(settings, session)
                 worker = Worker(
                     settings=settings,
                     pool=pool,
@@ -146,6 +145,14 @@ async def run_roles(
                 consumers.append(
                     (constants.TOPIC_DISPATCH_BATCHES, constants.GROUP_WORKER, worker.handle, 1)
                 )
+                loops.append(
+                    partial(
+                        every,
+                        settings.sweep_interval_s,
+                        partial(sweeper.expire_windows, providers),
+                        stop,
+                    )
+                )
             if "status" in roles:
                 folder = StatusFolder(pool=pool, dead_letter=dead_letter)
                 consumers.append(
@@ -154,6 +161,23 @@ async def run_roles(
                         constants.GROUP_STATUS,
                         folder.handle,
                         settings.status_batch_max,
+                    )
+                )
+                loops.append(
+                    partial(
+                        every,
+                        settings.sweep_interval_s,
+                        partial(_publish_fallbacks, sweeper, folder),
+                        stop,
+                        lambda: folder.fallback_wake,
+                    )
+                )
+                loops.append(
+                    partial(
+                        every,
+                        settings.sweep_interval_s * 2,
+                        partial(sweeper.retry_parked, folder),
+                        stop,
                     )
                 )
 
@@ -173,8 +197,8 @@ async def run_roles(
                     max_records,
                     up,
                 )
-            if scheduler is not None:
-                tg.start_soon(scheduler.tick_forever, stop)
+            for loop in loops:
+                tg.start_soon(loop)
             for up in started:
                 await up.wait()
             log.info("roles running: %s", ", ".join(sorted(roles)), extra={"event": "started"})
@@ -206,6 +230,25 @@ async def _consume_role(
         max_records=max_records,
         ready=ready,
     )
+
+
+async def _publish_fallbacks(sweeper: Sweeper, folder: StatusFolder) -> int:
+    # A fresh wake event first, so a fold that lands meanwhile wakes the next round.
+    folder.fallback_wake = anyio.Event()
+    return await sweeper.publish_fallbacks()
+
+
+def build_providers(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Provider]:
+    """One provider per channel from the deployment's settings."""
+    return {
+        Channel.SMS: TwilioProvider(
+            session=session,
+            base_url=settings.twilio_url,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            timeout_s=settings.send_timeout_s,
+        )
+    }
 
 
 def serve_metrics(settings: Settings) -> None:

@@ -22,6 +22,7 @@ from herald.bus import codec
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_DISPATCH_BATCHES
 from herald.domain.events import EventError, parse_campaign_confirmed
+from herald.domain.work import batch_to_wire
 from herald.settings import Settings
 from herald.store import campaigns
 from herald.store.db import StoreError, translate
@@ -128,16 +129,7 @@ class Scheduler:
             topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
             waits = []
             for batch in due:
-                value = codec.encode(
-                    {
-                        "v": 1,
-                        "campaign_id": batch.campaign_id,
-                        "account_id": batch.account_id,
-                        "batch_no": batch.batch_no,
-                        "first_id": batch.first_id,
-                        "last_id": batch.last_id,
-                    }
-                )
+                value = codec.encode(batch_to_wire(batch))
                 # Keyed by account: one worker owns an account's rate limits at a time.
                 waits.append(
                     await self.producer.send(topic, value, key=codec.key(batch.account_id))

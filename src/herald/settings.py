@@ -67,6 +67,14 @@ class Settings:
     status_batch_max: int = _doc("Status events folded per transaction", default=2000)
     scheduler_poll_s: float = _doc("How often the scheduler looks for due campaigns", default=1.0)
     drain_timeout_s: float = _doc("SIGTERM grace for in-flight work", default=20.0)
+    sweep_interval_s: float = _doc(
+        "How often fallback work, parked callbacks and fallback windows are swept", default=0.5
+    )
+    status_park_timeout_s: float = _doc(
+        "How long a callback for an unknown provider message id is retried before it is "
+        "dead-lettered",
+        default=300.0,
+    )
     log_level: str = _doc("Log level", default="INFO")
 
     @classmethod

@@ -80,7 +80,7 @@ def test_no_channel_is_a_skip_with_reason() -> None:
         default_sms_sender="x",
     )
     assert isinstance(decision, Skip)
-    assert decision.reason == "no_channel"
+    assert decision.reason == "no_provider"
 
 
 @pytest.mark.parametrize(

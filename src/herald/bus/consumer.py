@@ -37,26 +37,37 @@ class DeadLetter:
     producer: AIOKafkaProducer
 
     async def send(self, record: ConsumerRecord, reason: str) -> None:
-        headers = [
-            (HEADER_DLQ_REASON, reason.encode()[:1000]),
-            ("herald-source-topic", record.topic.encode()),
-            ("herald-source-partition", str(record.partition).encode()),
-            ("herald-source-offset", str(record.offset).encode()),
-        ]
-        await self.producer.send_and_wait(
-            self.settings.topic(TOPIC_DEAD_LETTER),
+        await self.send_value(
             value=record.value,
             key=record.key,
-            headers=headers,
+            reason=reason,
+            source=(record.topic, record.partition, record.offset),
         )
-        metrics.DEAD_LETTERS.labels(topic=record.topic, reason=reason.split(":", 1)[0]).inc()
+
+    async def send_value(
+        self,
+        *,
+        value: bytes | None,
+        key: bytes | None,
+        reason: str,
+        source: tuple[str, int, int] | None = None,
+    ) -> None:
+        """Dead-letter a value that did not come straight from a record (a parked event)."""
+        headers = [(HEADER_DLQ_REASON, reason.encode()[:1000])]
+        if source is not None:
+            topic, partition, offset = source
+            headers += [
+                ("herald-source-topic", topic.encode()),
+                ("herald-source-partition", str(partition).encode()),
+                ("herald-source-offset", str(offset).encode()),
+            ]
+        await self.producer.send_and_wait(
+            self.settings.topic(TOPIC_DEAD_LETTER), value=value, key=key, headers=headers
+        )
+        topic_label = source[0] if source else "parked"
+        metrics.DEAD_LETTERS.labels(topic=topic_label, reason=reason.split(":", 1)[0]).inc()
         log.warning(
-            "dead-lettered %s[%d]@%d: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-            extra={"event": "dead_lettered"},
+            "dead-lettered from %s: %s", topic_label, reason, extra={"event": "dead_lettered"}
         )
 
 

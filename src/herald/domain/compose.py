@@ -1,4 +1,10 @@
-"""What to send to one recipient, or why to skip them: a pure decision per recipient."""
+"""What to send to one recipient on which channel, or why not: a pure decision per recipient.
+
+The chain is walked from `start_attempt` (a channel's attempt number is its position in the
+chain, so it is stable across restarts): channels without a provider or that the contact
+opted out of are passed over; the first channel the recipient can be reached on wins. A
+missing template variable stops the walk: content errors never fall back.
+"""
 
 from __future__ import annotations
 
@@ -19,29 +25,34 @@ class RecipientRow:
     email: str | None
     contact_id: str | None
     fields: Mapping[str, Any]
+    opted_out: frozenset[Channel] = frozenset()
 
 
 @dataclass(frozen=True, kw_only=True)
 class Message:
     channel: Channel
-    attempt: int  # the channel's position in the chain, from 1: stable across restarts
+    attempt: int  # the channel's position in the chain, from 1
     to: str
     sender: str
     body: str
+    subject: str | None = None
+    template_name: str | None = None
+    template_language: str | None = None
+    template_components: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
 class Skip:
-    reason: str  # a stable code: invalid_phone, missing_variable, no_channel
+    reason: str  # a stable code: invalid_phone, invalid_email, missing_variable, opted_out, ...
     description: str
 
 
 def first_channel(
-    event: CampaignConfirmed, available: Collection[Channel]
+    event: CampaignConfirmed, available: Collection[Channel], start_attempt: int = 1
 ) -> tuple[int, Channel] | None:
-    """The first channel of the chain herald can send on, with its attempt number."""
+    """The first channel from start_attempt on that herald can send on, with its number."""
     for position, channel in enumerate(event.channels, start=1):
-        if channel in available:
+        if position >= start_attempt and channel in available:
             return position, channel
     return None
 
@@ -52,38 +63,125 @@ def compose(
     recipient: RecipientRow,
     available: Collection[Channel],
     default_sms_sender: str,
+    start_attempt: int = 1,
 ) -> Message | Skip:
-    picked = first_channel(event, available)
-    if picked is None:
-        chain = ", ".join(c.value for c in event.channels)
-        return Skip(reason="no_channel", description=f"no provider configured for {chain}")
-    attempt, channel = picked
-    if channel is not Channel.SMS or event.content.sms is None:
-        return Skip(reason="no_channel", description=f"herald cannot send {channel.value} yet")
+    passed: list[Skip] = []
+    variables: dict[str, object] | None = None
+    for attempt, channel in enumerate(event.channels, start=1):
+        if attempt < start_attempt:
+            continue
+        if channel not in available:
+            passed.append(
+                Skip(reason="no_provider", description=f"no provider for {channel.value}")
+            )
+            continue
+        if channel in recipient.opted_out:
+            passed.append(
+                Skip(reason="opted_out", description=f"contact opted out of {channel.value}")
+            )
+            continue
+        if variables is None:
+            variables = _variables(event, recipient)
+        try:
+            decision = _for_channel(
+                event, recipient, channel, attempt, variables, default_sms_sender
+            )
+        except MissingVariable as exc:
+            return Skip(reason="missing_variable", description=f"no value for {{{{{exc.name}}}}}")
+        if isinstance(decision, Message):
+            return decision
+        passed.append(decision)
+    if passed:
+        return passed[0]
+    return Skip(reason="no_channel_left", description="every channel of the chain was tried")
+
+
+def _variables(event: CampaignConfirmed, recipient: RecipientRow) -> dict[str, object]:
+    overrides: Mapping[str, str] = {}
+    for key in (recipient.contact_id, recipient.phone, recipient.email):
+        if key and key in event.recipient_variables:
+            overrides = event.recipient_variables[key]
+            break
+    return recipient_variables(
+        contact_fields=recipient.fields,
+        variable_mappings=event.variable_mappings,
+        overrides=overrides,
+    )
+
+
+def _for_channel(
+    event: CampaignConfirmed,
+    recipient: RecipientRow,
+    channel: Channel,
+    attempt: int,
+    variables: Mapping[str, object],
+    default_sms_sender: str,
+) -> Message | Skip:
+    content = event.content
+    if channel is Channel.EMAIL:
+        if content.email is None:
+            return Skip(reason="no_content", description="no email content")
+        if not recipient.email or "@" not in recipient.email:
+            return Skip(reason="invalid_email", description="recipient has no email address")
+        return Message(
+            channel=channel,
+            attempt=attempt,
+            to=recipient.email,
+            sender=content.email.from_address,
+            subject=render(content.email.subject, variables),
+            body=render(content.email.body, variables),
+        )
     if not recipient.phone:
         return Skip(reason="invalid_phone", description="recipient has no phone number")
     try:
         to = normalize_e164(recipient.phone)
     except InvalidPhone as exc:
         return Skip(reason="invalid_phone", description=str(exc))
-    overrides: Mapping[str, str] = {}
-    for key in (recipient.contact_id, recipient.phone):
-        if key and key in event.recipient_variables:
-            overrides = event.recipient_variables[key]
-            break
-    variables = recipient_variables(
-        contact_fields=recipient.fields,
-        variable_mappings=event.variable_mappings,
-        overrides=overrides,
-    )
-    try:
-        body = render(event.content.sms.body, variables)
-    except MissingVariable as exc:
-        return Skip(reason="missing_variable", description=f"no value for {{{{{exc.name}}}}}")
-    return Message(
-        channel=channel,
-        attempt=attempt,
-        to=to,
-        sender=event.content.sms.sender or default_sms_sender,
-        body=body,
-    )
+    if channel is Channel.SMS and content.sms is not None:
+        return Message(
+            channel=channel,
+            attempt=attempt,
+            to=to,
+            sender=content.sms.sender or default_sms_sender,
+            body=render(content.sms.body, variables),
+        )
+    if channel is Channel.RCS and content.rcs is not None:
+        return Message(
+            channel=channel,
+            attempt=attempt,
+            to=to,
+            sender=content.rcs.agent_id,
+            body=render(content.rcs.text, variables),
+        )
+    if channel is Channel.VIBER and content.viber is not None:
+        return Message(
+            channel=channel,
+            attempt=attempt,
+            to=to,
+            sender=content.viber.sender,
+            body=render(content.viber.text, variables),
+        )
+    if channel is Channel.WHATSAPP and content.whatsapp is not None:
+        template = content.whatsapp
+        return Message(
+            channel=channel,
+            attempt=attempt,
+            to=to,
+            sender="",
+            body=template.template_name,
+            template_name=template.template_name,
+            template_language=template.language,
+            template_components=tuple(_render_deep(c, variables) for c in template.components),
+        )
+    return Skip(reason="no_content", description=f"no {channel.value} content")
+
+
+def _render_deep(value: Any, variables: Mapping[str, object]) -> Any:
+    """WhatsApp components with every string's placeholders filled in."""
+    if isinstance(value, str):
+        return render(value, variables)
+    if isinstance(value, Mapping):
+        return {k: _render_deep(v, variables) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_render_deep(v, variables) for v in value]
+    return value

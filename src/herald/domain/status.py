@@ -9,7 +9,7 @@ after `failed` wins (the provider did deliver), so the final state is the highes
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -62,6 +62,8 @@ class StatusEvent:
     error_description: str | None = None
     # True when a provider said it took the message (a send, or any later callback).
     accepted: bool = False
+    # A failure that means "not reachable on this channel": the next channel may be tried.
+    fallback: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,12 +73,6 @@ class RecipientState:
     channel: str | None = None
     error_code: str | None = None
     error_description: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Transition:
-    before: RecipientState
-    after: RecipientState
 
 
 def fold(state: RecipientState, events: Iterable[StatusEvent]) -> RecipientState:
@@ -168,6 +164,28 @@ def delta(before: RecipientState, after: RecipientState) -> CounterDelta:
     )
 
 
+# Error code of the failure the sweeper records when a channel stayed silent too long.
+WINDOW_EXPIRED = "fallback_window"
+
+
+def is_unresolved(event: StatusEvent) -> bool:
+    """Names only the provider's message id; the folder looks the attempt up."""
+    return not event.campaign_id
+
+
+def for_recipient(event: StatusEvent, chain_length: int) -> StatusEvent:
+    """The event as the recipient sees it: a failure that hands over to a later channel of
+    the chain does not fail the recipient (it only records that a provider took the
+    message, if one did)."""
+    if (
+        event.status is RecipientStatus.FAILED
+        and event.fallback
+        and 1 <= event.attempt < chain_length
+    ):
+        return replace(event, status=RecipientStatus.QUEUED)
+    return event
+
+
 def message_id(campaign_id: str, recipient_id: int, attempt: int) -> str:
     """Herald's stable id of one send attempt, passed to providers that echo it back."""
     return f"{campaign_id}.{recipient_id}.{attempt}"
@@ -197,6 +215,8 @@ def to_wire(event: StatusEvent) -> dict[str, object]:
     }
     if event.accepted:
         wire["acc"] = True
+    if event.fallback:
+        wire["fb"] = True
     if event.provider_message_id:
         wire["pm"] = event.provider_message_id
     if event.error_code:
@@ -217,9 +237,13 @@ def from_wire(raw: object) -> StatusEvent:
         status = RecipientStatus(raw["s"])
     except KeyError as exc:
         raise ValueError(f"status event lacks {exc.args[0]!r}") from None
-    if not isinstance(campaign_id, str) or not campaign_id:
+    if not isinstance(campaign_id, str):
         raise ValueError("c must be a campaign id")
-    if type(recipient_id) is not int or recipient_id < 1:
+    if not campaign_id:
+        # Unresolved: a provider that echoes only its own message id (resolved by the folder).
+        if not raw.get("pm") or recipient_id != 0 or attempt != 0:
+            raise ValueError("an event without a campaign needs pm and r=a=0")
+    elif type(recipient_id) is not int or recipient_id < 1:
         raise ValueError("r must be a recipient id")
     if type(attempt) is not int or attempt < 0 or attempt > 32:
         raise ValueError("a must be an attempt number")
@@ -233,6 +257,7 @@ def from_wire(raw: object) -> StatusEvent:
         occurred_at_ms=occurred if type(occurred) is int else 0,
         source=str(raw.get("src", "")),
         accepted=raw.get("acc") is True,
+        fallback=raw.get("fb") is True,
         provider_message_id=_opt_str(raw.get("pm")),
         error_code=_opt_str(raw.get("e")),
         error_description=_opt_str(raw.get("d")),

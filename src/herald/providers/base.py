@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from herald.domain.channels import Channel
 
@@ -19,13 +20,23 @@ class ErrorClass(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class WhatsAppTemplate:
+    name: str
+    language: str
+    # Cloud API template components with every {{placeholder}} already filled in.
+    components: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutboundMessage:
     message_id: str  # herald's stable campaign.recipient.attempt id
     channel: Channel
-    to: str
-    sender: str
-    body: str
-    callback_url: str
+    to: str  # E.164 for phone channels, an address for email
+    sender: str  # SMS from, RBM agent id, Viber sender name, email from address
+    body: str  # SMS/RCS/Viber text, email body
+    callback_url: str  # where this message's status callbacks go (SMS carries it per message)
+    subject: str | None = None  # email only
+    template: WhatsAppTemplate | None = None  # WhatsApp only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,3 +56,11 @@ class Provider(Protocol):
     async def send(self, message: OutboundMessage) -> SendResult: ...
 
     async def close(self) -> None: ...
+
+
+class Revocable(Protocol):
+    """A provider that can withdraw a message not yet delivered (RBM)."""
+
+    async def revoke(self, message_id: str, to: str) -> bool:
+        """True when the message was withdrawn; False when it was delivered first."""
+        ...

@@ -135,3 +135,51 @@ async def write_states(
         [s.error_code for _, s, _ in states],
         [s.error_description for _, s, _ in states],
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Located:
+    campaign_id: str
+    recipient_id: int
+    attempt_no: int
+    channel: str
+
+
+async def resolve(
+    conn: asyncpg.Connection, provider_message_ids: Sequence[str]
+) -> dict[str, Located]:
+    rows = await conn.fetch(sql("attempts", "resolve"), list(provider_message_ids))
+    return {
+        r["provider_message_id"]: Located(
+            campaign_id=r["campaign_id"],
+            recipient_id=r["recipient_id"],
+            attempt_no=r["attempt_no"],
+            channel=r["channel"],
+        )
+        for r in rows
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waiting:
+    campaign_id: str
+    recipient_id: int
+    attempt_no: int
+    channel: str
+    provider: str
+    phone: str | None
+
+
+async def claim_expired_windows(conn: asyncpg.Connection, limit: int) -> list[Waiting]:
+    """Inside a transaction: accepted attempts past their fallback window, locked."""
+    rows = await conn.fetch(sql("attempts", "expired_windows"), limit)
+    return [Waiting(**dict(r)) for r in rows]
+
+
+async def mark_window_expired(conn: asyncpg.Connection, waiting: Sequence[Waiting]) -> None:
+    await conn.execute(
+        sql("attempts", "mark_window_expired"),
+        [w.campaign_id for w in waiting],
+        [w.recipient_id for w in waiting],
+        [w.attempt_no for w in waiting],
+    )

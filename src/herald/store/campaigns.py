@@ -11,16 +11,8 @@ import asyncpg
 
 from herald.domain.events import CampaignConfirmed
 from herald.domain.status import CounterDelta
+from herald.domain.work import BatchItem
 from herald.store.queries import sql
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchRef:
-    campaign_id: str
-    account_id: str
-    batch_no: int
-    first_id: int
-    last_id: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,10 +92,10 @@ def _uuids(values: Sequence[str]) -> list[str]:
     return found
 
 
-async def due_batches(conn: asyncpg.Connection, limit: int) -> list[BatchRef]:
+async def due_batches(conn: asyncpg.Connection, limit: int) -> list[BatchItem]:
     rows = await conn.fetch(sql("campaigns", "due_batches"), limit)
     return [
-        BatchRef(
+        BatchItem(
             campaign_id=r["campaign_id"],
             account_id=r["account_id"],
             batch_no=r["batch_no"],
@@ -183,3 +175,8 @@ async def apply_channel_counters(
 async def complete_finished(conn: asyncpg.Connection, campaign_ids: Sequence[str]) -> list[str]:
     rows = await conn.fetch(sql("campaigns", "complete_finished"), list(campaign_ids))
     return [r["id"] for r in rows]
+
+
+async def sending_modes(conn: asyncpg.Connection, campaign_ids: Sequence[str]) -> dict[str, str]:
+    rows = await conn.fetch(sql("campaigns", "sending_modes"), list(campaign_ids))
+    return {r["id"]: r["sending_mode"] for r in rows}

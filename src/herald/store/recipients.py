@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -19,6 +20,17 @@ async def queued_chunk(
     rows = await pool.fetch(
         sql("recipients", "queued_chunk"), campaign_id, after_id, last_id, limit
     )
+    return _rows(rows)
+
+
+async def open_by_ids(
+    pool: asyncpg.Pool, campaign_id: str, recipient_ids: Sequence[int]
+) -> list[RecipientRow]:
+    rows = await pool.fetch(sql("recipients", "open_by_ids"), campaign_id, list(recipient_ids))
+    return _rows(rows)
+
+
+def _rows(rows: Sequence[asyncpg.Record]) -> list[RecipientRow]:
     result = []
     for r in rows:
         fields: dict[str, object] = dict(r["attributes"] or {})
@@ -70,4 +82,44 @@ async def write_states(
         [s.channel for _, s in states],
         [s.error_code for _, s in states],
         [s.error_description for _, s in states],
+    )
+
+
+async def set_fallback_due(conn: asyncpg.Connection, due: Sequence[tuple[str, int, int]]) -> None:
+    """(campaign id, recipient id, attempt to resume at), in the fold transaction."""
+    if due:
+        await conn.execute(
+            sql("recipients", "set_fallback_due"),
+            [d[0] for d in due],
+            [d[1] for d in due],
+            [d[2] for d in due],
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FallbackDue:
+    campaign_id: str
+    account_id: str
+    recipient_id: int
+    next_attempt: int
+
+
+async def claim_fallback_due(conn: asyncpg.Connection, limit: int) -> list[FallbackDue]:
+    rows = await conn.fetch(sql("recipients", "fallback_due"), limit)
+    return [
+        FallbackDue(
+            campaign_id=r["campaign_id"],
+            account_id=r["account_id"],
+            recipient_id=r["id"],
+            next_attempt=r["next_attempt"],
+        )
+        for r in rows
+    ]
+
+
+async def mark_fallback_published(conn: asyncpg.Connection, due: Sequence[FallbackDue]) -> None:
+    await conn.execute(
+        sql("recipients", "mark_fallback_published"),
+        [d.campaign_id for d in due],
+        [d.recipient_id for d in due],
     )

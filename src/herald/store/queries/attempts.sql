@@ -50,3 +50,30 @@ FROM unnest($1::text[], $2::int[], $3::smallint[], $4::text[], $5::bool[], $6::t
            error_code, error_description)
 WHERE a.campaign_id = s.campaign_id AND a.recipient_id = s.recipient_id
   AND a.attempt_no = s.attempt_no;
+
+-- name: resolve
+-- Attempts named only by the provider's message id (providers that do not echo ours).
+SELECT provider_message_id, campaign_id, recipient_id, attempt_no, channel
+FROM attempts WHERE provider_message_id = ANY ($1::text[]);
+
+-- name: expired_windows
+-- Accepted attempts of open recipients with no delivery inside the campaign's fallback
+-- window, on a channel that has a next one. Claimed so one sweeper handles each.
+SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.channel, a.provider, r.phone
+FROM attempts a
+JOIN campaigns c ON c.id = a.campaign_id
+JOIN recipients r ON r.campaign_id = a.campaign_id AND r.id = a.recipient_id
+WHERE a.status = 'sent' AND a.window_expired_at IS NULL
+  AND c.status = 'sending'
+  AND a.created_at < now() - make_interval(secs => c.fallback_window_s)
+  AND a.attempt_no < cardinality(string_to_array(c.sending_mode, '_'))
+  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped')
+ORDER BY a.created_at
+LIMIT $1
+FOR UPDATE OF a SKIP LOCKED;
+
+-- name: mark_window_expired
+UPDATE attempts a SET window_expired_at = now()
+FROM unnest($1::text[], $2::int[], $3::smallint[]) AS k (campaign_id, recipient_id, attempt_no)
+WHERE a.campaign_id = k.campaign_id AND a.recipient_id = k.recipient_id
+  AND a.attempt_no = k.attempt_no;

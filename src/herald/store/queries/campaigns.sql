@@ -112,3 +112,6 @@ SELECT count(*) FILTER (WHERE accepted) AS sent,
        count(*) FILTER (WHERE status IN ('delivered', 'read', 'failed', 'skipped')) AS final,
        count(*) AS total
 FROM recipients WHERE campaign_id = $1;
+
+-- name: sending_modes
+SELECT id, sending_mode FROM campaigns WHERE id = ANY ($1::text[]);

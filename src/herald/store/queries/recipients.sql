@@ -7,6 +7,15 @@ WHERE r.campaign_id = $1 AND r.id > $2 AND r.id <= $3 AND r.status = 'queued'
 ORDER BY r.id
 LIMIT $4;
 
+-- name: open_by_ids
+-- Recipients of fallback work that are not final yet (a late delivery may have won).
+SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id,
+       c.first_name, c.last_name, c.attributes
+FROM recipients r LEFT JOIN contacts c ON c.id = r.contact_id
+WHERE r.campaign_id = $1 AND r.id = ANY ($2::int[])
+  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped')
+ORDER BY r.id;
+
 -- name: lock_states
 SELECT r.campaign_id, r.id, r.status, r.accepted, r.channel, r.error_code, r.error_description
 FROM recipients r
@@ -22,3 +31,25 @@ SET status = s.status, accepted = s.accepted, channel = s.channel, error_code = 
 FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[])
      AS s (campaign_id, id, status, accepted, channel, error_code, error_description)
 WHERE r.campaign_id = s.campaign_id AND r.id = s.id;
+
+-- name: set_fallback_due
+-- In the fold transaction: the chain goes on at attempt n for these open recipients.
+UPDATE recipients r SET next_attempt = s.n, fallback_published_at = NULL
+FROM unnest($1::text[], $2::int[], $3::smallint[]) AS s (campaign_id, id, n)
+WHERE r.campaign_id = s.campaign_id AND r.id = s.id
+  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped')
+  AND (r.next_attempt IS NULL OR r.next_attempt < s.n);
+
+-- name: fallback_due
+SELECT r.campaign_id, c.account_id, r.id, r.next_attempt
+FROM recipients r JOIN campaigns c ON c.id = r.campaign_id
+WHERE r.next_attempt IS NOT NULL AND r.fallback_published_at IS NULL
+  AND c.status = 'sending'
+ORDER BY r.campaign_id, r.id
+LIMIT $1
+FOR UPDATE OF r SKIP LOCKED;
+
+-- name: mark_fallback_published
+UPDATE recipients r SET fallback_published_at = now()
+FROM unnest($1::text[], $2::int[]) AS k (campaign_id, id)
+WHERE r.campaign_id = k.campaign_id AND r.id = k.id;

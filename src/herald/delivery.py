@@ -1,0 +1,337 @@
+"""One delivery pass over a set of recipients: compose, record attempts, send, classify.
+
+A pass walks each recipient's chain: a synchronous "not reachable on this channel" answer
+moves that recipient to the next channel within the same pass. Every attempt row is written
+before its provider call; an attempt row that already exists means a previous pass got that
+far, so its recorded outcome is published again instead of sending again (a lost answer is
+repeated once at most, on providers without an idempotency key).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+import asyncpg
+from aiolimiter import AsyncLimiter
+
+from herald import metrics
+from herald.constants import PATH_CALLBACK_TWILIO
+from herald.domain.channels import Channel
+from herald.domain.compose import Message, RecipientRow, Skip, compose
+from herald.domain.events import CampaignConfirmed
+from herald.domain.status import RecipientStatus, StatusEvent, message_id
+from herald.providers.base import (
+    ErrorClass,
+    OutboundMessage,
+    Provider,
+    SendResult,
+    WhatsAppTemplate,
+)
+from herald.settings import Settings
+from herald.store import accounts, attempts
+
+log = logging.getLogger(__name__)
+
+MAX_SEND_TRIES = 5
+_REJECTED = frozenset({ErrorClass.PERMANENT, ErrorClass.OPTED_OUT})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Classified:
+    outcome: str  # accepted, rejected, unreachable, ambiguous: stored on the attempt row
+    status: RecipientStatus
+    fallback: bool  # the next channel may be tried
+
+
+def classify(result: SendResult) -> Classified:
+    """The attempt outcome and status event one provider answer means."""
+    if result.accepted:
+        return Classified(outcome="accepted", status=RecipientStatus.SENT, fallback=False)
+    if result.error_class is ErrorClass.UNREACHABLE:
+        return Classified(outcome="unreachable", status=RecipientStatus.FAILED, fallback=True)
+    if result.error_class is ErrorClass.AMBIGUOUS:
+        # The provider may have it: no fallback (that could send twice); a later callback
+        # reporting delivery still wins over this failure.
+        return Classified(outcome="ambiguous", status=RecipientStatus.FAILED, fallback=False)
+    return Classified(outcome="rejected", status=RecipientStatus.FAILED, fallback=False)
+
+
+def recorded_event(
+    campaign_id: str, channel: Channel, recorded: attempts.Recorded
+) -> tuple[StatusEvent, bool]:
+    """The status event a finished attempt produced, published again after a restart, and
+    whether the chain continues past it."""
+    accepted = recorded.outcome == "accepted"
+    unreachable = recorded.outcome == "unreachable"
+    code = recorded.error_code
+    if recorded.outcome == "pending":
+        code = "ambiguous_unresolved"
+    event = StatusEvent(
+        campaign_id=campaign_id,
+        recipient_id=recorded.recipient_id,
+        attempt=recorded.attempt_no,
+        channel=channel.value,
+        status=RecipientStatus.SENT if accepted else RecipientStatus.FAILED,
+        occurred_at_ms=_now_ms(),
+        source="worker",
+        accepted=accepted,
+        fallback=unreachable,
+        provider_message_id=recorded.provider_message_id,
+        error_code=code,
+        error_description=recorded.error_description,
+    )
+    return event, unreachable
+
+
+class Delivery:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        providers: Mapping[Channel, Provider],
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.providers = providers
+        self._limiters: dict[tuple[str, Channel], AsyncLimiter] = {}
+        self._rates: dict[str, float] = {}
+        self._slots = anyio.Semaphore(settings.worker_concurrency)
+
+    async def deliver(
+        self,
+        event: CampaignConfirmed,
+        rows: Sequence[RecipientRow],
+        starts: Mapping[int, int] | None = None,
+    ) -> list[StatusEvent]:
+        """Status events for every recipient in rows: sent, failed or skipped."""
+        by_id = {row.id: row for row in rows}
+        pending = {row.id: (starts or {}).get(row.id, 1) for row in rows}
+        # Recipients that reached a provider (now or in an earlier pass) fail, not skip, when
+        # no channel is left.
+        tried = {rid for rid, start in pending.items() if start > 1}
+        events: list[StatusEvent] = []
+        now_ms = _now_ms()
+        while pending:
+            messages: dict[int, Message] = {}
+            for rid, start in pending.items():
+                decision = compose(
+                    event=event,
+                    recipient=by_id[rid],
+                    available=self.providers.keys(),
+                    default_sms_sender=self.settings.twilio_from,
+                    start_attempt=start,
+                )
+                if isinstance(decision, Skip):
+                    events.append(
+                        _unsendable(event.campaign_id, rid, decision, rid in tried, now_ms)
+                    )
+                else:
+                    messages[rid] = decision
+            if not messages:
+                break
+            round_events, unreachable = await self._send_round(event, messages)
+            events.extend(round_events)
+            tried.update(messages)
+            pending = {
+                rid: messages[rid].attempt + 1
+                for rid in unreachable
+                if messages[rid].attempt < len(event.channels)
+            }
+            for rid, start in pending.items():
+                metrics.FALLBACKS.labels(
+                    from_channel=messages[rid].channel.value,
+                    to_channel=event.channels[start - 1].value,
+                    reason="unreachable",
+                ).inc()
+        return events
+
+    async def _send_round(
+        self, event: CampaignConfirmed, messages: dict[int, Message]
+    ) -> tuple[list[StatusEvent], set[int]]:
+        by_channel: dict[Channel, list[int]] = defaultdict(list)
+        for rid, message in messages.items():
+            by_channel[message.channel].append(rid)
+        events: list[StatusEvent] = []
+        unreachable: set[int] = set()
+        to_send: list[int] = []
+        for channel, ids in by_channel.items():
+            provider = self.providers[channel]
+            created = await attempts.insert_pending(
+                self.pool,
+                event.campaign_id,
+                ids,
+                [messages[i].attempt for i in ids],
+                channel.value,
+                provider.name,
+            )
+            to_send.extend(i for i in ids if i in created)
+            seen_before = [i for i in ids if i not in created]
+            if not seen_before:
+                continue
+            resend = await attempts.claim_resend(
+                self.pool, event.campaign_id, seen_before, channel.value
+            )
+            if resend:
+                metrics.AMBIGUOUS_RESENDS.labels(channel=channel.value, provider=provider.name).inc(
+                    len(resend)
+                )
+                to_send.extend(sorted(resend))
+            for recorded in await attempts.existing(
+                self.pool, event.campaign_id, seen_before, channel.value
+            ):
+                if recorded.recipient_id in resend:
+                    continue
+                again, moves_on = recorded_event(event.campaign_id, channel, recorded)
+                events.append(again)
+                if moves_on:
+                    unreachable.add(recorded.recipient_id)
+
+        results: dict[int, SendResult] = {}
+
+        async def send_one(rid: int) -> None:
+            try:
+                results[rid] = await self._send(event, rid, messages[rid])
+            finally:
+                self._slots.release()
+
+        async with anyio.create_task_group() as tg:
+            for rid in to_send:
+                await self._slots.acquire()
+                tg.start_soon(send_one, rid)
+
+        rows_by_channel: dict[Channel, list[attempts.Result]] = defaultdict(list)
+        now_ms = _now_ms()
+        for rid, result in results.items():
+            message = messages[rid]
+            verdict = classify(result)
+            code = result.error_code
+            if verdict.outcome == "rejected" and result.error_class in (
+                ErrorClass.RETRYABLE,
+                ErrorClass.RATE_LIMITED,
+            ):
+                code = code or "retries_exhausted"
+            rows_by_channel[message.channel].append(
+                attempts.Result(
+                    recipient_id=rid,
+                    attempt_no=message.attempt,
+                    outcome=verdict.outcome,
+                    provider_message_id=result.provider_message_id,
+                    error_code=code,
+                    error_description=result.error_description,
+                )
+            )
+            events.append(
+                StatusEvent(
+                    campaign_id=event.campaign_id,
+                    recipient_id=rid,
+                    attempt=message.attempt,
+                    channel=message.channel.value,
+                    status=verdict.status,
+                    occurred_at_ms=now_ms,
+                    source="worker",
+                    accepted=result.accepted,
+                    fallback=verdict.fallback,
+                    provider_message_id=result.provider_message_id,
+                    error_code=code,
+                    error_description=result.error_description,
+                )
+            )
+            if verdict.fallback:
+                unreachable.add(rid)
+        for rows in rows_by_channel.values():
+            await attempts.record_results(self.pool, event.campaign_id, rows)
+        return events, unreachable
+
+    async def _send(self, event: CampaignConfirmed, rid: int, message: Message) -> SendResult:
+        provider = self.providers[message.channel]
+        mid = message_id(event.campaign_id, rid, message.attempt)
+        callback = f"{self.settings.ingress_url}/callbacks/{message.channel.value}"
+        if message.channel is Channel.SMS:
+            callback = f"{self.settings.ingress_url}{PATH_CALLBACK_TWILIO}?m={mid}"
+        template = None
+        if message.template_name is not None:
+            template = WhatsAppTemplate(
+                name=message.template_name,
+                language=message.template_language or "en_US",
+                components=message.template_components,
+            )
+        outbound = OutboundMessage(
+            message_id=mid,
+            channel=message.channel,
+            to=message.to,
+            sender=message.sender,
+            body=message.body,
+            callback_url=callback,
+            subject=message.subject,
+            template=template,
+        )
+        limiter = await self._limiter(event.account_id, message.channel)
+        return await self._send_with_retries(provider, outbound, limiter)
+
+    async def _limiter(self, account_id: str, channel: Channel) -> AsyncLimiter:
+        key = (account_id, channel)
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            if account_id not in self._rates:
+                rate = await accounts.rate_per_s(self.pool, account_id)
+                self._rates[account_id] = rate or self.settings.default_rate_per_s
+            limiter = AsyncLimiter(max(self._rates[account_id], 1.0), 1.0)
+            self._limiters[key] = limiter
+        return limiter
+
+    async def _send_with_retries(
+        self, provider: Provider, message: OutboundMessage, limiter: AsyncLimiter
+    ) -> SendResult:
+        result = SendResult(accepted=False, error_class=ErrorClass.RETRYABLE)
+        channel = message.channel.value
+        for attempt in range(MAX_SEND_TRIES):
+            waited = time.perf_counter()
+            await limiter.acquire()
+            metrics.RATE_LIMIT_WAIT.labels(channel=channel).observe(time.perf_counter() - waited)
+            started = time.perf_counter()
+            metrics.SENDS_IN_FLIGHT.inc()
+            try:
+                result = await provider.send(message)
+            finally:
+                metrics.SENDS_IN_FLIGHT.dec()
+            metrics.SEND_DURATION.labels(channel=channel, provider=provider.name).observe(
+                time.perf_counter() - started
+            )
+            outcome = "accepted" if result.accepted else str(result.error_class)
+            metrics.SENDS.labels(channel=channel, provider=provider.name, outcome=outcome).inc()
+            if result.accepted or result.error_class not in (
+                ErrorClass.RETRYABLE,
+                ErrorClass.RATE_LIMITED,
+            ):
+                return result
+            # Full jitter, bounded; a Retry-After from the provider is a floor.
+            backoff_s = random.uniform(0, min(5.0, 0.1 * 2**attempt))
+            await anyio.sleep(max(backoff_s, result.retry_after_s or 0.0))
+        return result
+
+
+def _unsendable(campaign_id: str, rid: int, skip: Skip, tried: bool, now_ms: int) -> StatusEvent:
+    metrics.SKIPPED.labels(reason=skip.reason).inc()
+    return StatusEvent(
+        campaign_id=campaign_id,
+        recipient_id=rid,
+        attempt=0,
+        channel="",
+        # Nothing was ever sent: skipped. Something was, and no channel is left: failed.
+        status=RecipientStatus.FAILED if tried else RecipientStatus.SKIPPED,
+        occurred_at_ms=now_ms,
+        source="worker",
+        error_code="no_channel_left" if tried else skip.reason,
+        error_description=skip.description,
+    )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

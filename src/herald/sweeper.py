@@ -1,0 +1,170 @@
+"""Loops that turn database state into work: fallback publishing, parked callbacks, windows.
+
+- Fallback publishing (status role): recipients the fold marked with a next attempt are
+  published as fallback work on dispatch-batches (keyed by account) and stamped, in one
+  transaction; a crash republishes, which the worker's attempt rows make harmless.
+- Parked callbacks (status role): events that named an unknown provider message id are tried
+  again until their attempt is recorded, then folded; past HERALD_STATUS_PARK_TIMEOUT_S they
+  are dead-lettered with the reason, never dropped.
+- Fallback windows (worker role): an accepted attempt with no delivery within the campaign's
+  fallback_window_s is declared failed so the chain goes on. RBM messages are revoked first,
+  and the chain goes on only if the revoke wins (else the delivery is on its way).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+
+import anyio
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from herald.bus import codec
+from herald.bus.consumer import DeadLetter
+from herald.constants import TOPIC_DISPATCH_BATCHES, TOPIC_STATUS_EVENTS
+from herald.domain.channels import Channel
+from herald.domain.status import (
+    WINDOW_EXPIRED,
+    RecipientStatus,
+    StatusEvent,
+    from_wire,
+    message_id,
+    to_wire,
+)
+from herald.domain.work import MAX_FALLBACK_ITEMS, FallbackItem, fallback_to_wire
+from herald.providers.base import Provider
+from herald.settings import Settings
+from herald.status import StatusFolder
+from herald.store import attempts, parked, recipients
+
+log = logging.getLogger(__name__)
+
+CLAIM_LIMIT = 1_000
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        dead_letter: DeadLetter,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.producer = producer
+        self.dead_letter = dead_letter
+
+    async def publish_fallbacks(self) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            due = await recipients.claim_fallback_due(conn, CLAIM_LIMIT)
+            if not due:
+                return 0
+            groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+            for d in due:
+                groups[(d.campaign_id, d.account_id)].append((d.recipient_id, d.next_attempt))
+            topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
+            for (campaign_id, account_id), pairs in groups.items():
+                for start in range(0, len(pairs), MAX_FALLBACK_ITEMS):
+                    item = FallbackItem(
+                        campaign_id=campaign_id,
+                        account_id=account_id,
+                        recipients=tuple(pairs[start : start + MAX_FALLBACK_ITEMS]),
+                    )
+                    await self.producer.send_and_wait(
+                        topic, codec.encode(fallback_to_wire(item)), key=codec.key(account_id)
+                    )
+            await recipients.mark_fallback_published(conn, due)
+        return len(due)
+
+    async def retry_parked(self, folder: StatusFolder) -> int:
+        """Fold parked events whose attempt is now known; dead-letter the expired ones."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            claimed = await parked.claim(conn, CLAIM_LIMIT, self.settings.status_park_timeout_s)
+            if not claimed:
+                return 0
+            located = await attempts.resolve(conn, [p.provider_message_id for p in claimed])
+            ready = [p for p in claimed if p.provider_message_id in located]
+            expired = [p for p in claimed if p.expired and p.provider_message_id not in located]
+            if ready:
+                await folder.fold([from_wire(p.event) for p in ready])
+            for p in expired:
+                await self.dead_letter.send_value(
+                    value=codec.encode({"v": 1, "events": [p.event]}),
+                    key=codec.key(p.provider_message_id),
+                    reason=(
+                        "unknown_message: no send recorded for provider message id "
+                        f"{p.provider_message_id} after {self.settings.status_park_timeout_s:g} s"
+                    ),
+                )
+            await parked.delete(conn, [p.id for p in ready + expired])
+        return len(ready) + len(expired)
+
+    async def expire_windows(self, providers: Mapping[Channel, Provider]) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            waiting = await attempts.claim_expired_windows(conn, CLAIM_LIMIT)
+            if not waiting:
+                return 0
+            now_ms = int(time.time() * 1000)
+            by_campaign: dict[str, list[StatusEvent]] = defaultdict(list)
+            for w in waiting:
+                channel = Channel(w.channel)
+                provider = providers.get(channel)
+                revoke = getattr(provider, "revoke", None)
+                if revoke is not None and w.phone:
+                    mid = message_id(w.campaign_id, w.recipient_id, w.attempt_no)
+                    if not await revoke(mid, w.phone):
+                        continue  # delivered before the revoke: its callback will say so
+                by_campaign[w.campaign_id].append(
+                    StatusEvent(
+                        campaign_id=w.campaign_id,
+                        recipient_id=w.recipient_id,
+                        attempt=w.attempt_no,
+                        channel=w.channel,
+                        status=RecipientStatus.FAILED,
+                        occurred_at_ms=now_ms,
+                        source="sweeper",
+                        accepted=True,
+                        fallback=True,
+                        error_code=WINDOW_EXPIRED,
+                        error_description="no delivery within the campaign's fallback window",
+                    )
+                )
+            topic = self.settings.topic(TOPIC_STATUS_EVENTS)
+            for campaign_id, events in by_campaign.items():
+                value = codec.encode({"v": 1, "events": [to_wire(e) for e in events]})
+                await self.producer.send_and_wait(topic, value, key=codec.key(campaign_id))
+            await attempts.mark_window_expired(conn, waiting)
+        return len(waiting)
+
+
+async def every(
+    interval_s: float,
+    step: Callable[[], Awaitable[int]],
+    stop: anyio.Event,
+    wake: Callable[[], anyio.Event] | None = None,
+) -> None:
+    """Run step until stopped: again at once while it finds work, else after interval_s
+    or when woken."""
+    while not stop.is_set():
+        try:
+            busy = await step() >= CLAIM_LIMIT
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("sweep failed: %s", exc, extra={"event": "sweep_failed"})
+            busy = False
+        if busy:
+            continue
+        with anyio.move_on_after(interval_s):
+            async with anyio.create_task_group() as tg:
+
+                async def until(event: anyio.Event) -> None:
+                    await event.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until, stop)
+                if wake is not None:
+                    tg.start_soon(until, wake())

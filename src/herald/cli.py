@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from herald import embedded, runner
+from herald import embedded, health, runner
 from herald.domain.channels import SendingMode
 from herald.settings import Settings, SettingsError, describe
 
@@ -108,11 +108,13 @@ async def _serve(settings: Settings, roles: frozenset[str]) -> int:
         return 2
     needs = runner.needs(roles)
     async with embedded.running(settings, database=needs.database, broker=needs.kafka) as resolved:
-        runner.serve_metrics(resolved)
-        stop = anyio.Event()
-        async with anyio.create_task_group() as tg:
+        stop, ready = anyio.Event(), anyio.Event()
+        async with (
+            health.serving(resolved, ready=ready, stop=stop),
+            anyio.create_task_group() as tg,
+        ):
             tg.start_soon(_stop_on_signal, stop)
-            await runner.run_roles(resolved, roles, stop)
+            await runner.run_roles(resolved, roles, stop, ready)
             tg.cancel_scope.cancel()
     return 0
 

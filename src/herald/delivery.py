@@ -13,8 +13,8 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import anyio
 import asyncpg
@@ -89,6 +89,16 @@ def recorded_event(
     return event, unreachable
 
 
+Gate = Callable[[], Awaitable[bool]]
+
+
+@dataclass(kw_only=True)
+class Delivered:
+    events: list[StatusEvent] = field(default_factory=list)
+    # Recipients whose send a pause stopped before it started; still queued, sent on resume.
+    held: set[int] = field(default_factory=set)
+
+
 class Delivery:
     def __init__(
         self,
@@ -109,14 +119,17 @@ class Delivery:
         event: CampaignConfirmed,
         rows: Sequence[RecipientRow],
         starts: Mapping[int, int] | None = None,
-    ) -> list[StatusEvent]:
-        """Status events for every recipient in rows: sent, failed or skipped."""
+        gate: Gate | None = None,
+    ) -> Delivered:
+        """Status events for every recipient in rows (sent, failed or skipped), except those
+        held because `gate` said stop (the campaign was paused or cancelled)."""
         by_id = {row.id: row for row in rows}
         pending = {row.id: (starts or {}).get(row.id, 1) for row in rows}
         # Recipients that reached a provider (now or in an earlier pass) fail, not skip, when
         # no channel is left.
         tried = {rid for rid, start in pending.items() if start > 1}
-        events: list[StatusEvent] = []
+        delivered = Delivered()
+        events = delivered.events
         now_ms = _now_ms()
         while pending:
             messages: dict[int, Message] = {}
@@ -136,7 +149,7 @@ class Delivery:
                     messages[rid] = decision
             if not messages:
                 break
-            round_events, unreachable = await self._send_round(event, messages)
+            round_events, unreachable = await self._send_round(event, messages, gate, delivered)
             events.extend(round_events)
             tried.update(messages)
             pending = {
@@ -150,10 +163,14 @@ class Delivery:
                     to_channel=event.channels[start - 1].value,
                     reason="unreachable",
                 ).inc()
-        return events
+        return delivered
 
     async def _send_round(
-        self, event: CampaignConfirmed, messages: dict[int, Message]
+        self,
+        event: CampaignConfirmed,
+        messages: dict[int, Message],
+        gate: Gate | None,
+        delivered: Delivered,
     ) -> tuple[list[StatusEvent], set[int]]:
         by_channel: dict[Channel, list[int]] = defaultdict(list)
         for rid, message in messages.items():
@@ -197,6 +214,11 @@ class Delivery:
 
         async def send_one(rid: int) -> None:
             try:
+                # Checked right before each send, so a pause stops new sends within the
+                # gate's cache time; sends already on the wire finish.
+                if gate is not None and not await gate():
+                    delivered.held.add(rid)
+                    return
                 results[rid] = await self._send(event, rid, messages[rid])
             finally:
                 self._slots.release()
@@ -247,6 +269,12 @@ class Delivery:
                 unreachable.add(rid)
         for rows in rows_by_channel.values():
             await attempts.record_results(self.pool, event.campaign_id, rows)
+        held_by_channel: dict[Channel, list[int]] = defaultdict(list)
+        for rid in delivered.held:
+            if rid in messages:
+                held_by_channel[messages[rid].channel].append(rid)
+        for channel, ids in held_by_channel.items():
+            await attempts.forget_unsent(self.pool, event.campaign_id, ids, channel.value)
         return events, unreachable
 
     async def _send(self, event: CampaignConfirmed, rid: int, message: Message) -> SendResult:

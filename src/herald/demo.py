@@ -145,10 +145,14 @@ async def _campaign(settings: Settings, recipients: int, mode: SendingMode) -> d
         "read": counters.read,
         "failed": counters.failed,
         "skipped": counters.skipped,
+        "cancelled": counters.cancelled,
         "final": counters.final,
     }
     exact = all(recount[k] == v for k, v in folded.items()) and recount["total"] == counters.total
-    once = counters.delivered + counters.failed + counters.skipped == counters.total
+    once = (
+        counters.delivered + counters.failed + counters.skipped + counters.cancelled
+        == counters.total
+    )
     return {
         "campaign_id": campaign_id,
         "status": counters.status,

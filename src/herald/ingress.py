@@ -37,7 +37,9 @@ class Ingress:
         )
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_CALLBACK_BYTES)
+        app = web.Application(
+            client_max_size=MAX_CALLBACK_BYTES, middlewares=[metrics.observe_http]
+        )
         app.router.add_post(PATH_CALLBACK_TWILIO, self.twilio)
         app.router.add_get("/healthz", _ok)
         app.router.add_get("/readyz", _ok)

@@ -30,7 +30,7 @@ from herald.scheduler import Scheduler
 from herald.settings import Settings
 from herald.simulator.app import Simulator
 from herald.status import StatusFolder
-from herald.store import db, migrations
+from herald.store import campaigns, db, migrations
 from herald.sweeper import Sweeper, every
 from herald.worker import Worker
 
@@ -125,6 +125,9 @@ async def run_roles(
                     )
                 )
                 loops.append(partial(scheduler.tick_forever, stop))
+                loops.append(
+                    partial(metrics.poll_campaigns, partial(campaigns.count_by_status, pool), stop)
+                )
             sweeper = Sweeper(
                 settings=settings, pool=pool, producer=producer, dead_letter=dead_letter
             )
@@ -249,7 +252,3 @@ def build_providers(settings: Settings, session: aiohttp.ClientSession) -> dict[
             timeout_s=settings.send_timeout_s,
         )
     }
-
-
-def serve_metrics(settings: Settings) -> None:
-    metrics.serve(settings.metrics_port, settings.bind_host)

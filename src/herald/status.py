@@ -111,6 +111,7 @@ class StatusFolder:
                     writes.append((key, after))
                     totals[key[0]] += delta(before, after)
                     changed += len(evs)
+                _count_callbacks(evs, changed=after != before)
 
             locked = await attempts.lock_states(conn, (k for k in by_attempt if k[:2] in current))
             attempt_writes = []
@@ -200,6 +201,16 @@ class StatusFolder:
             for cid, mode in (await campaigns.sending_modes(conn, missing)).items():
                 self._chains[cid] = chain(SendingMode(mode))
         return {c: self._chains[c] for c in campaign_ids if c in self._chains}
+
+
+def _count_callbacks(events: Sequence[StatusEvent], *, changed: bool) -> None:
+    for e in events:
+        if e.source not in ("worker", "sweeper"):
+            metrics.CALLBACKS_FOLDED.labels(
+                channel=e.channel,
+                status=e.status.value,
+                outcome="changed" if changed else "unchanged",
+            ).inc()
 
 
 def _hands_over(

@@ -12,7 +12,9 @@ longer `queued`, and an existing attempt row means "sent already" (see delivery.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import anyio
 import asyncpg
@@ -24,8 +26,9 @@ from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_STATUS_EVENTS
 from herald.delivery import Delivery
 from herald.domain.channels import Channel
+from herald.domain.compose import RecipientRow
 from herald.domain.events import CampaignConfirmed, EventError, parse_campaign_confirmed
-from herald.domain.status import StatusEvent, to_wire
+from herald.domain.status import RecipientStatus, StatusEvent, to_wire
 from herald.domain.work import BatchItem, FallbackItem, parse_work
 from herald.providers.base import Provider
 from herald.settings import Settings
@@ -33,7 +36,48 @@ from herald.store import campaigns, recipients
 
 log = logging.getLogger(__name__)
 
-_CLOSED = frozenset({"cancelled", "completed"})
+CONTROL_TTL_S = 0.25
+
+
+class Control:
+    """Campaign statuses as the worker sees them, at most CONTROL_TTL_S old: pause and cancel
+    reach every send within that time at one query per campaign per TTL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._seen: dict[str, tuple[float, str]] = {}
+
+    async def status(self, campaign_id: str) -> str:
+        now = time.monotonic()
+        seen = self._seen.get(campaign_id)
+        if seen is None or now - seen[0] > CONTROL_TTL_S:
+            status = await campaigns.status_of(self.pool, campaign_id) or "unknown"
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[campaign_id] = (now, status)
+            return status
+        return seen[1]
+
+    async def sending(self, campaign_id: str) -> bool:
+        return await self.status(campaign_id) == "sending"
+
+
+def _cancelled(campaign_id: str, rows: Sequence[RecipientRow]) -> list[StatusEvent]:
+    now_ms = int(time.time() * 1000)
+    return [
+        StatusEvent(
+            campaign_id=campaign_id,
+            recipient_id=row.id,
+            attempt=0,
+            channel="",
+            status=RecipientStatus.CANCELLED,
+            occurred_at_ms=now_ms,
+            source="worker",
+            error_code="campaign_cancelled",
+            error_description="the campaign was cancelled before this recipient was sent",
+        )
+        for row in rows
+    ]
 
 
 class Worker:
@@ -53,6 +97,7 @@ class Worker:
         self.dead_letter = dead_letter
         self.stop = stop
         self.delivery = Delivery(settings=settings, pool=pool, providers=providers)
+        self.control = Control(pool)
         self._events: dict[str, CampaignConfirmed] = {}
 
     async def handle(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> bool:
@@ -73,21 +118,32 @@ class Worker:
         return True
 
     async def dispatch(self, item: BatchItem) -> str:
-        """Send one batch; returns done, stopped (drain) or unknown_campaign."""
+        """Send one batch; returns done, paused, stopped (drain) or unknown_campaign."""
         event = await self._open_campaign(item.campaign_id)
         if isinstance(event, str):
             return event
+        gate = partial(self.control.sending, item.campaign_id)
         cursor = item.first_id - 1
         while True:
             if self.stop.is_set():
                 return "stopped"
+            status = await self.control.status(item.campaign_id)
+            if status == "paused":
+                # The batch stays unfinished; resuming the campaign publishes it again.
+                return "paused"
             chunk = await recipients.queued_chunk(
                 self.pool, item.campaign_id, cursor, item.last_id, self.settings.worker_chunk_size
             )
             if not chunk:
                 break
             cursor = chunk[-1].id
-            await self._publish(event.campaign_id, await self.delivery.deliver(event, chunk))
+            if status == "cancelled":
+                await self._publish(event.campaign_id, _cancelled(event.campaign_id, chunk))
+                continue
+            delivered = await self.delivery.deliver(event, chunk, gate=gate)
+            await self._publish(event.campaign_id, delivered.events)
+            if delivered.held:
+                return "paused"
         await campaigns.mark_batch_done(self.pool, item.campaign_id, item.batch_no)
         metrics.BATCHES_DISPATCHED.inc()
         return "done"
@@ -99,15 +155,27 @@ class Worker:
             return event
         starts = dict(item.recipients)
         rows = await recipients.open_by_ids(self.pool, item.campaign_id, list(starts))
-        if rows:
-            await self._publish(event.campaign_id, await self.delivery.deliver(event, rows, starts))
+        if not rows:
+            return "done"
+        status = await self.control.status(item.campaign_id)
+        if status == "cancelled":
+            await self._publish(event.campaign_id, _cancelled(event.campaign_id, rows))
+            return "done"
+        held: set[int] = {r.id for r in rows}
+        if status != "paused":
+            gate = partial(self.control.sending, item.campaign_id)
+            delivered = await self.delivery.deliver(event, rows, starts, gate=gate)
+            await self._publish(event.campaign_id, delivered.events)
+            held = delivered.held
+        # Work a pause stopped goes out again on resume.
+        await recipients.republish_fallback(self.pool, item.campaign_id, sorted(held))
         return "done"
 
     async def _open_campaign(self, campaign_id: str) -> CampaignConfirmed | str:
         row = await campaigns.get(self.pool, campaign_id)
         if row is None:
             return "unknown_campaign"
-        if row["status"] in _CLOSED:
+        if row["status"] == "completed":
             return "done"
         cached = self._events.get(campaign_id)
         if cached is None:

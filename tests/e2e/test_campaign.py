@@ -79,6 +79,7 @@ async def test_campaign_counts_exactly(settings: Settings, batch_size: int) -> N
             "read": counters.read,
             "failed": counters.failed,
             "skipped": counters.skipped,
+            "cancelled": 0,
             "final": counters.final,
             "total": RECIPIENTS,
         }

@@ -96,27 +96,54 @@ async def consume(
     await consumer.start()
     if ready is not None:
         ready.set()
+    busy: set[TopicPartition] = set()
     try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
-            for tp, records in batches.items():
-                if stop.is_set():
-                    break
-                done = await _handle(tp, records, handler, dead_letter, stop)
-                if not done:
-                    consumer.seek(tp, records[0].offset)
-                    continue
-                metrics.CONSUMER_LAG.labels(topic=tp.topic).set(
-                    max(0, (consumer.highwater(tp) or 0) - (records[-1].offset + 1))
-                )
-                try:
-                    await consumer.commit({tp: records[-1].offset + 1})
-                except (CommitFailedError, KafkaError) as exc:
-                    # The partition moved to another member mid-batch; it resumes there.
-                    log.warning("commit failed: %s", exc, extra={"event": "commit_failed"})
+        async with anyio.create_task_group() as tg:
+            # The poll loop never waits for a handler: partitions being handled are paused, so
+            # getmany keeps the member alive (aiokafka's max_poll_interval_ms counts the time
+            # between polls) while other partitions (other accounts) go on in parallel.
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
+                for tp, records in batches.items():
+                    if tp in busy:
+                        # Reassigned to us while still being handled: read again afterwards.
+                        consumer.seek(tp, records[0].offset)
+                        continue
+                    consumer.pause(tp)
+                    busy.add(tp)
+                    tg.start_soon(_process, consumer, tp, records, handler, dead_letter, stop, busy)
     finally:
         with anyio.CancelScope(shield=True):
             await consumer.stop()
+
+
+async def _process(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    records: Sequence[ConsumerRecord],
+    handler: Handler,
+    dead_letter: DeadLetter,
+    stop: anyio.Event,
+    busy: set[TopicPartition],
+) -> None:
+    try:
+        done = await _handle(tp, records, handler, dead_letter, stop)
+        if not done:
+            if tp in consumer.assignment():
+                consumer.seek(tp, records[0].offset)
+            return
+        metrics.CONSUMER_LAG.labels(topic=tp.topic).set(
+            max(0, (consumer.highwater(tp) or 0) - (records[-1].offset + 1))
+        )
+        try:
+            await consumer.commit({tp: records[-1].offset + 1})
+        except (CommitFailedError, KafkaError) as exc:
+            # The partition moved to another member mid-batch; it resumes there.
+            log.warning("commit failed: %s", exc, extra={"event": "commit_failed"})
+    finally:
+        busy.discard(tp)
+        if tp in consumer.assignment():
+            consumer.resume(tp)
 
 
 async def _handle(

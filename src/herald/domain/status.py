@@ -18,6 +18,7 @@ class RecipientStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"
     DELIVERED = "delivered"
     READ = "read"
 
@@ -27,6 +28,7 @@ RANK: dict[RecipientStatus, int] = {
     RecipientStatus.SENT: 1,
     RecipientStatus.FAILED: 2,
     RecipientStatus.SKIPPED: 2,
+    RecipientStatus.CANCELLED: 2,
     RecipientStatus.DELIVERED: 3,
     RecipientStatus.READ: 4,
 }
@@ -35,6 +37,7 @@ FINAL: frozenset[RecipientStatus] = frozenset(
     {
         RecipientStatus.FAILED,
         RecipientStatus.SKIPPED,
+        RecipientStatus.CANCELLED,
         RecipientStatus.DELIVERED,
         RecipientStatus.READ,
     }
@@ -88,7 +91,11 @@ def fold(state: RecipientState, events: Iterable[StatusEvent]) -> RecipientState
             continue
         status = event.status
         channel = event.channel or channel
-        if event.status in (RecipientStatus.FAILED, RecipientStatus.SKIPPED):
+        if event.status in (
+            RecipientStatus.FAILED,
+            RecipientStatus.SKIPPED,
+            RecipientStatus.CANCELLED,
+        ):
             error_code = event.error_code
             error_description = event.error_description
         elif RANK[event.status] > RANK[RecipientStatus.FAILED]:
@@ -105,7 +112,7 @@ def fold(state: RecipientState, events: Iterable[StatusEvent]) -> RecipientState
 
 
 def _wins(incoming: RecipientStatus, current: RecipientStatus) -> bool:
-    # failed and skipped share a rank; neither replaces the other.
+    # failed, skipped and cancelled share a rank; none replaces another.
     return RANK[incoming] > RANK[current]
 
 
@@ -118,6 +125,7 @@ class CounterDelta:
     read: int = 0
     failed: int = 0
     skipped: int = 0
+    cancelled: int = 0
     final: int = 0
 
     def __add__(self, other: CounterDelta) -> CounterDelta:
@@ -127,6 +135,7 @@ class CounterDelta:
             read=self.read + other.read,
             failed=self.failed + other.failed,
             skipped=self.skipped + other.skipped,
+            cancelled=self.cancelled + other.cancelled,
             final=self.final + other.final,
         )
 
@@ -138,11 +147,11 @@ class CounterDelta:
 def delta(before: RecipientState, after: RecipientState) -> CounterDelta:
     """Counter changes for one recipient: cumulative milestones, final-state buckets.
 
-    sent counts recipients a provider accepted; delivered includes read; failed and skipped
-    are final buckets. delivered + failed + skipped == final recipients, always.
+    sent counts recipients a provider accepted; delivered includes read; failed, skipped and
+    cancelled are final buckets. delivered + failed + skipped + cancelled == final, always.
     """
 
-    def flags(s: RecipientState) -> tuple[int, int, int, int, int, int]:
+    def flags(s: RecipientState) -> tuple[int, int, int, int, int, int, int]:
         delivered = s.status in (RecipientStatus.DELIVERED, RecipientStatus.READ)
         return (
             int(s.accepted),
@@ -150,6 +159,7 @@ def delta(before: RecipientState, after: RecipientState) -> CounterDelta:
             int(s.status is RecipientStatus.READ),
             int(s.status is RecipientStatus.FAILED),
             int(s.status is RecipientStatus.SKIPPED),
+            int(s.status is RecipientStatus.CANCELLED),
             int(s.status in FINAL),
         )
 
@@ -160,7 +170,8 @@ def delta(before: RecipientState, after: RecipientState) -> CounterDelta:
         read=a[2] - b[2],
         failed=a[3] - b[3],
         skipped=a[4] - b[4],
-        final=a[5] - b[5],
+        cancelled=a[5] - b[5],
+        final=a[6] - b[6],
     )
 
 

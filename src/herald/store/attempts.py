@@ -183,3 +183,12 @@ async def mark_window_expired(conn: asyncpg.Connection, waiting: Sequence[Waitin
         [w.recipient_id for w in waiting],
         [w.attempt_no for w in waiting],
     )
+
+
+async def forget_unsent(
+    pool: asyncpg.Pool, campaign_id: str, recipient_ids: Sequence[int], channel: str
+) -> None:
+    if recipient_ids:
+        await pool.execute(
+            sql("attempts", "forget_unsent"), campaign_id, list(recipient_ids), channel
+        )

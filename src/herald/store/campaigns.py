@@ -25,6 +25,7 @@ class Counters:
     read: int
     failed: int
     skipped: int
+    cancelled: int
     final: int
 
 
@@ -127,6 +128,7 @@ async def counters(pool: asyncpg.Pool, campaign_id: str) -> Counters | None:
         read=row["read"],
         failed=row["failed"],
         skipped=row["skipped"],
+        cancelled=row["cancelled"],
         final=row["final"],
     )
 
@@ -145,7 +147,7 @@ async def channel_counters(pool: asyncpg.Pool, campaign_id: str) -> dict[str, di
     }
 
 
-_COUNTER_FIELDS = ("sent", "delivered", "read", "failed", "skipped", "final")
+_COUNTER_FIELDS = ("sent", "delivered", "read", "failed", "skipped", "cancelled", "final")
 _CHANNEL_FIELDS = ("sent", "delivered", "read", "failed")
 
 
@@ -180,3 +182,28 @@ async def complete_finished(conn: asyncpg.Connection, campaign_ids: Sequence[str
 async def sending_modes(conn: asyncpg.Connection, campaign_ids: Sequence[str]) -> dict[str, str]:
     rows = await conn.fetch(sql("campaigns", "sending_modes"), list(campaign_ids))
     return {r["id"]: r["sending_mode"] for r in rows}
+
+
+async def status_of(pool: asyncpg.Pool, campaign_id: str) -> str | None:
+    status: str | None = await pool.fetchval(sql("campaigns", "status_of"), campaign_id)
+    return status
+
+
+async def set_status(
+    pool: asyncpg.Pool,
+    campaign_id: str,
+    status: str,
+    *,
+    allowed_from: Sequence[str],
+    pause_reason: str | None = None,
+) -> bool:
+    """False when the campaign is not in one of the allowed states (a wrong-state request)."""
+    row = await pool.fetchval(
+        sql("campaigns", "set_status"), campaign_id, status, pause_reason, list(allowed_from)
+    )
+    return row is not None
+
+
+async def count_by_status(pool: asyncpg.Pool) -> dict[str, int]:
+    rows = await pool.fetch(sql("campaigns", "count_by_status"))
+    return {r["status"]: r["campaigns"] for r in rows}

@@ -123,3 +123,12 @@ async def mark_fallback_published(conn: asyncpg.Connection, due: Sequence[Fallba
         [d.campaign_id for d in due],
         [d.recipient_id for d in due],
     )
+
+
+async def republish_fallback(
+    pool: asyncpg.Pool, campaign_id: str, recipient_ids: Sequence[int]
+) -> None:
+    if recipient_ids:
+        await pool.execute(
+            sql("recipients", "republish_fallback"), campaign_id, list(recipient_ids)
+        )

@@ -18,6 +18,12 @@ WHERE campaign_id = $1 AND recipient_id = ANY ($2::int[]) AND channel = $3
   AND outcome IN ('pending', 'ambiguous') AND sends < 2
 RETURNING recipient_id;
 
+-- name: forget_unsent
+-- Attempts written for sends a pause stopped before they started: no provider saw them.
+DELETE FROM attempts
+WHERE campaign_id = $1 AND recipient_id = ANY ($2::int[]) AND channel = $3
+  AND outcome = 'pending' AND sends = 1;
+
 -- name: record_results
 UPDATE attempts a
 SET outcome = s.outcome,
@@ -67,7 +73,7 @@ WHERE a.status = 'sent' AND a.window_expired_at IS NULL
   AND c.status = 'sending'
   AND a.created_at < now() - make_interval(secs => c.fallback_window_s)
   AND a.attempt_no < cardinality(string_to_array(c.sending_mode, '_'))
-  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped')
+  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped', 'cancelled')
 ORDER BY a.created_at
 LIMIT $1
 FOR UPDATE OF a SKIP LOCKED;

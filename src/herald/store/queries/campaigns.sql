@@ -64,7 +64,8 @@ WHERE id = $1;
 -- name: due_batches
 SELECT b.campaign_id, c.account_id, b.batch_no, b.first_id, b.last_id
 FROM batches b JOIN campaigns c ON c.id = b.campaign_id
-WHERE b.published_at IS NULL AND b.not_before <= now() AND c.status = 'sending'
+WHERE b.published_at IS NULL AND b.not_before <= now()
+  AND c.status IN ('sending', 'cancelled')
 ORDER BY b.not_before, b.campaign_id, b.batch_no
 LIMIT $1
 FOR UPDATE OF b SKIP LOCKED;
@@ -80,9 +81,11 @@ UPDATE batches SET done_at = now() WHERE campaign_id = $1 AND batch_no = $2 AND 
 -- Exact counter deltas from the status fold, one row per campaign.
 UPDATE campaigns c
 SET sent = c.sent + d.sent, delivered = c.delivered + d.delivered, read = c.read + d.read,
-    failed = c.failed + d.failed, skipped = c.skipped + d.skipped, final = c.final + d.final
-FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[])
-     AS d (id, sent, delivered, read, failed, skipped, final)
+    failed = c.failed + d.failed, skipped = c.skipped + d.skipped,
+    cancelled = c.cancelled + d.cancelled, final = c.final + d.final
+FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[],
+            $8::int[])
+     AS d (id, sent, delivered, read, failed, skipped, cancelled, final)
 WHERE c.id = d.id;
 
 -- name: apply_channel_counters
@@ -109,9 +112,23 @@ SELECT count(*) FILTER (WHERE accepted) AS sent,
        count(*) FILTER (WHERE status = 'read') AS read,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        count(*) FILTER (WHERE status = 'skipped') AS skipped,
-       count(*) FILTER (WHERE status IN ('delivered', 'read', 'failed', 'skipped')) AS final,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE status IN ('delivered', 'read', 'failed', 'skipped', 'cancelled'))
+           AS final,
        count(*) AS total
 FROM recipients WHERE campaign_id = $1;
+
+-- name: status_of
+SELECT status FROM campaigns WHERE id = $1;
+
+-- name: set_status
+-- Pause (with its reason), resume or cancel; the trigger in 0004 moves the batches along.
+UPDATE campaigns SET status = $2, pause_reason = $3
+WHERE id = $1 AND status = ANY ($4::text[])
+RETURNING id;
+
+-- name: count_by_status
+SELECT status, count(*) AS campaigns FROM campaigns GROUP BY status;
 
 -- name: sending_modes
 SELECT id, sending_mode FROM campaigns WHERE id = ANY ($1::text[]);

@@ -13,7 +13,7 @@ SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id,
        c.first_name, c.last_name, c.attributes
 FROM recipients r LEFT JOIN contacts c ON c.id = r.contact_id
 WHERE r.campaign_id = $1 AND r.id = ANY ($2::int[])
-  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped')
+  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped', 'cancelled')
 ORDER BY r.id;
 
 -- name: lock_states
@@ -37,14 +37,20 @@ WHERE r.campaign_id = s.campaign_id AND r.id = s.id;
 UPDATE recipients r SET next_attempt = s.n, fallback_published_at = NULL
 FROM unnest($1::text[], $2::int[], $3::smallint[]) AS s (campaign_id, id, n)
 WHERE r.campaign_id = s.campaign_id AND r.id = s.id
-  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped')
+  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped', 'cancelled')
   AND (r.next_attempt IS NULL OR r.next_attempt < s.n);
+
+-- name: republish_fallback
+-- Fallback work a pause stopped: published again when the campaign resumes.
+UPDATE recipients SET fallback_published_at = NULL
+WHERE campaign_id = $1 AND id = ANY ($2::int[]) AND next_attempt IS NOT NULL;
 
 -- name: fallback_due
 SELECT r.campaign_id, c.account_id, r.id, r.next_attempt
 FROM recipients r JOIN campaigns c ON c.id = r.campaign_id
 WHERE r.next_attempt IS NOT NULL AND r.fallback_published_at IS NULL
-  AND c.status = 'sending'
+  AND (r.hold_until IS NULL OR r.hold_until <= now())
+  AND c.status IN ('sending', 'cancelled')
 ORDER BY r.campaign_id, r.id
 LIMIT $1
 FOR UPDATE OF r SKIP LOCKED;

@@ -39,6 +39,8 @@ from herald.store import accounts, attempts
 log = logging.getLogger(__name__)
 
 MAX_SEND_TRIES = 5
+# Attempt rows are written and answers recorded this many sends at a time.
+MICRO_BATCH = 64
 _REJECTED = frozenset({ErrorClass.PERMANENT, ErrorClass.OPTED_OUT})
 
 
@@ -172,26 +174,59 @@ class Delivery:
         gate: Gate | None,
         delivered: Delivered,
     ) -> tuple[list[StatusEvent], set[int]]:
+        """Send one round in micro-batches of one channel each: write the attempt rows, send,
+        record the answers. A few micro-batches run at once, so the sends whose answer is not
+        yet recorded (what a crash can repeat) stay near the concurrency, not the chunk."""
         by_channel: dict[Channel, list[int]] = defaultdict(list)
         for rid, message in messages.items():
             by_channel[message.channel].append(rid)
+        size = max(1, min(MICRO_BATCH, self.settings.worker_concurrency))
+        groups = [
+            (channel, ids[i : i + size])
+            for channel, ids in by_channel.items()
+            for i in range(0, len(ids), size)
+        ]
         events: list[StatusEvent] = []
         unreachable: set[int] = set()
-        to_send: list[int] = []
-        for channel, ids in by_channel.items():
-            provider = self.providers[channel]
-            created = await attempts.insert_pending(
-                self.pool,
-                event.campaign_id,
-                ids,
-                [messages[i].attempt for i in ids],
-                channel.value,
-                provider.name,
-            )
-            to_send.extend(i for i in ids if i in created)
-            seen_before = [i for i in ids if i not in created]
-            if not seen_before:
-                continue
+        lanes = anyio.Semaphore(-(-self.settings.worker_concurrency // size) + 1)
+
+        async def run(channel: Channel, ids: list[int]) -> None:
+            try:
+                got, moved = await self._send_micro(event, channel, ids, messages, gate, delivered)
+                events.extend(got)
+                unreachable.update(moved)
+            finally:
+                lanes.release()
+
+        async with anyio.create_task_group() as tg:
+            for channel, ids in groups:
+                await lanes.acquire()
+                tg.start_soon(run, channel, ids)
+        return events, unreachable
+
+    async def _send_micro(
+        self,
+        event: CampaignConfirmed,
+        channel: Channel,
+        ids: list[int],
+        messages: dict[int, Message],
+        gate: Gate | None,
+        delivered: Delivered,
+    ) -> tuple[list[StatusEvent], set[int]]:
+        provider = self.providers[channel]
+        events: list[StatusEvent] = []
+        unreachable: set[int] = set()
+        created = await attempts.insert_pending(
+            self.pool,
+            event.campaign_id,
+            ids,
+            [messages[i].attempt for i in ids],
+            channel.value,
+            provider.name,
+        )
+        to_send = [i for i in ids if i in created]
+        seen_before = [i for i in ids if i not in created]
+        if seen_before:
             resend = await attempts.claim_resend(
                 self.pool, event.campaign_id, seen_before, channel.value
             )
@@ -211,13 +246,14 @@ class Delivery:
                     unreachable.add(recorded.recipient_id)
 
         results: dict[int, SendResult] = {}
+        held: list[int] = []
 
         async def send_one(rid: int) -> None:
             try:
                 # Checked right before each send, so a pause stops new sends within the
                 # gate's cache time; sends already on the wire finish.
                 if gate is not None and not await gate():
-                    delivered.held.add(rid)
+                    held.append(rid)
                     return
                 results[rid] = await self._send(event, rid, messages[rid])
             finally:
@@ -228,7 +264,7 @@ class Delivery:
                 await self._slots.acquire()
                 tg.start_soon(send_one, rid)
 
-        rows_by_channel: dict[Channel, list[attempts.Result]] = defaultdict(list)
+        rows: list[attempts.Result] = []
         now_ms = _now_ms()
         for rid, result in results.items():
             message = messages[rid]
@@ -239,7 +275,7 @@ class Delivery:
                 ErrorClass.RATE_LIMITED,
             ):
                 code = code or "retries_exhausted"
-            rows_by_channel[message.channel].append(
+            rows.append(
                 attempts.Result(
                     recipient_id=rid,
                     attempt_no=message.attempt,
@@ -254,7 +290,7 @@ class Delivery:
                     campaign_id=event.campaign_id,
                     recipient_id=rid,
                     attempt=message.attempt,
-                    channel=message.channel.value,
+                    channel=channel.value,
                     status=verdict.status,
                     occurred_at_ms=now_ms,
                     source="worker",
@@ -267,14 +303,10 @@ class Delivery:
             )
             if verdict.fallback:
                 unreachable.add(rid)
-        for rows in rows_by_channel.values():
-            await attempts.record_results(self.pool, event.campaign_id, rows)
-        held_by_channel: dict[Channel, list[int]] = defaultdict(list)
-        for rid in delivered.held:
-            if rid in messages:
-                held_by_channel[messages[rid].channel].append(rid)
-        for channel, ids in held_by_channel.items():
-            await attempts.forget_unsent(self.pool, event.campaign_id, ids, channel.value)
+        await attempts.record_results(self.pool, event.campaign_id, rows)
+        if held:
+            await attempts.forget_unsent(self.pool, event.campaign_id, held, channel.value)
+            delivered.held.update(held)
         return events, unreachable
 
     async def _send(self, event: CampaignConfirmed, rid: int, message: Message) -> SendResult:

@@ -77,7 +77,9 @@ async def run_roles(
     *,
     apply_migrations: bool = True,
 ) -> None:
-    async with AsyncExitStack() as stack:
+    # Closed shielded: cleanup must finish even when the roles end by cancellation.
+    stack = AsyncExitStack()
+    try:
         pool = None
         if roles & _NEEDS_DB:
             if apply_migrations:
@@ -210,6 +212,9 @@ async def run_roles(
             await stop.wait()
             # Consumers see the stop event within one poll; past the drain window, cut them off.
             tg.cancel_scope.deadline = anyio.current_time() + settings.drain_timeout_s
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stack.aclose()
         log.info("roles stopped", extra={"event": "stopped"})
 
 

@@ -67,6 +67,10 @@ class Settings:
     status_batch_max: int = _doc("Status events folded per transaction", default=2000)
     scheduler_poll_s: float = _doc("How often the scheduler looks for due campaigns", default=1.0)
     drain_timeout_s: float = _doc("SIGTERM grace for in-flight work", default=20.0)
+    kafka_session_timeout_ms: int = _doc(
+        "How long a silent consumer keeps its partitions before the group moves them",
+        default=30_000,
+    )
     sweep_interval_s: float = _doc(
         "How often fallback work, parked callbacks and fallback windows are swept", default=0.5
     )

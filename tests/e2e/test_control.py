@@ -108,7 +108,7 @@ async def test_cancel_marks_the_rest_cancelled(settings: Settings) -> None:
         assert recount["delivered"] == counters.delivered
         late = await pool.fetchval(
             "SELECT count(*) FROM attempts "
-            "WHERE campaign_id = $1 AND created_at > $2 + interval '1 second'",
+            "WHERE campaign_id = $1 AND created_at > $2::timestamptz + interval '1 second'",
             campaign_id,
             cancelled_at,
         )

@@ -89,8 +89,8 @@ async def consume(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_interval_ms=300_000,
-        session_timeout_ms=30_000,
-        heartbeat_interval_ms=3_000,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 10),
         fetch_max_wait_ms=100,
     )
     await consumer.start()

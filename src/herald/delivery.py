@@ -15,16 +15,19 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import anyio
 import asyncpg
-from aiolimiter import AsyncLimiter
 
 from herald import metrics
+from herald.breaker import Breaker
+from herald.budget import ErrorBudget
 from herald.constants import PATH_CALLBACK_TWILIO
 from herald.domain.channels import Channel
 from herald.domain.compose import Message, RecipientRow, Skip, compose
 from herald.domain.events import CampaignConfirmed
+from herald.domain.quiet import quiet_until, timezone_for
 from herald.domain.status import RecipientStatus, StatusEvent, message_id
 from herald.providers.base import (
     ErrorClass,
@@ -33,15 +36,19 @@ from herald.providers.base import (
     SendResult,
     WhatsAppTemplate,
 )
+from herald.ratelimit import AdaptiveLimiter
 from herald.settings import Settings
-from herald.store import accounts, attempts
+from herald.store import accounts, attempts, campaigns, recipients
 
 log = logging.getLogger(__name__)
 
 MAX_SEND_TRIES = 5
 # Attempt rows are written and answers recorded this many sends at a time.
 MICRO_BATCH = 64
-_REJECTED = frozenset({ErrorClass.PERMANENT, ErrorClass.OPTED_OUT})
+# Answers that say the provider itself is in trouble (they feed its circuit breaker).
+_PROVIDER_TROUBLE = frozenset({ErrorClass.RETRYABLE, ErrorClass.AMBIGUOUS})
+# Failures that say something about the recipient, not the campaign: outside its budget.
+_NOT_PROVIDER_FAILURES = frozenset({ErrorClass.UNREACHABLE, ErrorClass.OPTED_OUT})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,7 +119,13 @@ class Delivery:
         self.settings = settings
         self.pool = pool
         self.providers = providers
-        self._limiters: dict[tuple[str, Channel], AsyncLimiter] = {}
+        self._limiters: dict[tuple[str, Channel], AdaptiveLimiter] = {}
+        self._breakers: dict[str, Breaker] = {}
+        self._quiet: dict[str, tuple[int, int] | None] = {}
+        self.budget = ErrorBudget(
+            window=settings.error_budget_window,
+            max_failure_ratio=settings.error_budget_max_failure_ratio,
+        )
         self._rates: dict[str, float] = {}
         self._slots = anyio.Semaphore(settings.worker_concurrency)
 
@@ -127,6 +140,7 @@ class Delivery:
         held because `gate` said stop (the campaign was paused or cancelled)."""
         by_id = {row.id: row for row in rows}
         pending = {row.id: (starts or {}).get(row.id, 1) for row in rows}
+        pending = await self._outside_quiet_hours(event, by_id, pending)
         # Recipients that reached a provider (now or in an earlier pass) fail, not skip, when
         # no channel is left.
         tried = {rid for rid, start in pending.items() if start > 1}
@@ -166,6 +180,29 @@ class Delivery:
                     reason="unreachable",
                 ).inc()
         return delivered
+
+    async def _outside_quiet_hours(
+        self, event: CampaignConfirmed, by_id: Mapping[int, RecipientRow], pending: dict[int, int]
+    ) -> dict[int, int]:
+        """Recipients it is quiet-hours for are held until their window opens."""
+        if event.account_id not in self._quiet:
+            self._quiet[event.account_id] = await accounts.quiet_hours(self.pool, event.account_id)
+        hours = self._quiet[event.account_id]
+        if hours is None:
+            return pending
+        now = datetime.now(UTC)
+        held: list[tuple[int, int, datetime]] = []
+        for rid, start in pending.items():
+            phone = by_id[rid].phone
+            until = quiet_until(now, timezone_for(phone) if phone else None, *hours)
+            if until is not None:
+                held.append((rid, start, until))
+        if not held:
+            return pending
+        await recipients.hold(self.pool, event.campaign_id, held)
+        metrics.SKIPPED.labels(reason="quiet_hours_held").inc(len(held))
+        waiting = {h[0] for h in held}
+        return {rid: start for rid, start in pending.items() if rid not in waiting}
 
     async def _send_round(
         self,
@@ -303,11 +340,27 @@ class Delivery:
             )
             if verdict.fallback:
                 unreachable.add(rid)
+            if self.budget.record(
+                event.campaign_id,
+                failed=not result.accepted and result.error_class not in _NOT_PROVIDER_FAILURES,
+            ):
+                await self._pause_for_budget(event.campaign_id)
         await attempts.record_results(self.pool, event.campaign_id, rows)
         if held:
             await attempts.forget_unsent(self.pool, event.campaign_id, held, channel.value)
             delivered.held.update(held)
         return events, unreachable
+
+    async def _pause_for_budget(self, campaign_id: str) -> None:
+        window = self.settings.error_budget_window
+        reason = (
+            f"error_budget: more than {self.settings.error_budget_max_failure_ratio:.0%} of "
+            f"the last {window} sends failed at the provider"
+        )
+        if await campaigns.set_status(
+            self.pool, campaign_id, "paused", allowed_from=["sending"], pause_reason=reason
+        ):
+            log.warning("campaign %s paused: %s", campaign_id, reason, extra={"event": "paused"})
 
     async def _send(self, event: CampaignConfirmed, rid: int, message: Message) -> SendResult:
         provider = self.providers[message.channel]
@@ -335,23 +388,26 @@ class Delivery:
         limiter = await self._limiter(event.account_id, message.channel)
         return await self._send_with_retries(provider, outbound, limiter)
 
-    async def _limiter(self, account_id: str, channel: Channel) -> AsyncLimiter:
+    async def _limiter(self, account_id: str, channel: Channel) -> AdaptiveLimiter:
         key = (account_id, channel)
         limiter = self._limiters.get(key)
         if limiter is None:
             if account_id not in self._rates:
                 rate = await accounts.rate_per_s(self.pool, account_id)
                 self._rates[account_id] = rate or self.settings.default_rate_per_s
-            limiter = AsyncLimiter(max(self._rates[account_id], 1.0), 1.0)
+            limiter = AdaptiveLimiter(self._rates[account_id])
             self._limiters[key] = limiter
         return limiter
 
     async def _send_with_retries(
-        self, provider: Provider, message: OutboundMessage, limiter: AsyncLimiter
+        self, provider: Provider, message: OutboundMessage, limiter: AdaptiveLimiter
     ) -> SendResult:
         result = SendResult(accepted=False, error_class=ErrorClass.RETRYABLE)
         channel = message.channel.value
+        breaker = self._breakers.setdefault(provider.name, Breaker())
         for attempt in range(MAX_SEND_TRIES):
+            # Waiting for an open breaker is holding, not trying: it uses up no attempt.
+            await breaker.wait()
             waited = time.perf_counter()
             await limiter.acquire()
             metrics.RATE_LIMIT_WAIT.labels(channel=channel).observe(time.perf_counter() - waited)
@@ -366,6 +422,14 @@ class Delivery:
             )
             outcome = "accepted" if result.accepted else str(result.error_class)
             metrics.SENDS.labels(channel=channel, provider=provider.name, outcome=outcome).inc()
+            breaker.record(ok=result.error_class not in _PROVIDER_TROUBLE)
+            metrics.set_breaker_state(
+                provider=provider.name, channel=channel, state=breaker.state.state
+            )
+            if result.error_class is ErrorClass.RATE_LIMITED:
+                limiter.throttled(result.retry_after_s)
+            elif result.accepted:
+                limiter.succeeded()
             if result.accepted or result.error_class not in (
                 ErrorClass.RETRYABLE,
                 ErrorClass.RATE_LIMITED,

@@ -71,6 +71,13 @@ class Settings:
         "How long a silent consumer keeps its partitions before the group moves them",
         default=30_000,
     )
+    error_budget_window: int = _doc(
+        "Recent sends per campaign the error budget looks at", default=200
+    )
+    error_budget_max_failure_ratio: float = _doc(
+        "Share of those sends that may fail at the provider before the campaign is paused",
+        default=0.5,
+    )
     sweep_interval_s: float = _doc(
         "How often fallback work, parked callbacks and fallback windows are swept", default=0.5
     )

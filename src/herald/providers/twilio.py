@@ -10,16 +10,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import math
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
-import orjson
 
 from herald.domain.channels import Channel
 from herald.domain.status import RecipientStatus, StatusEvent, parse_message_id
+from herald.providers._http import CallbackError as CallbackError
+from herald.providers._http import basic_authorization as basic_authorization
+from herald.providers._http import (
+    client_timeout,
+    exchange,
+    json_object,
+    redacted,
+    short_text,
+)
+from herald.providers._http import parse_retry_after_s as parse_retry_after_s
+from herald.providers._http import result_from_exception as result_from_exception
 from herald.providers.base import ErrorClass, OutboundMessage, SendResult
 from herald.settings import Secret
 
@@ -30,9 +38,6 @@ CODE_AUTHENTICATE: Final = 20003
 CODE_TOO_MANY_REQUESTS: Final = 20429
 CODE_UNSUBSCRIBED: Final = 21610
 CODE_QUEUE_FULL: Final = 21611
-
-# Error descriptions are stored and shown to operators; keep provider text short.
-_MAX_DESCRIPTION_CHARS: Final = 200
 
 # Short texts for the asynchronous delivery errors herald reports on.
 DELIVERY_ERRORS: Final[Mapping[str, str]] = {
@@ -59,14 +64,6 @@ _CALLBACK_STATUS: Final[Mapping[str, tuple[RecipientStatus, bool] | None]] = {
 }
 
 
-class CallbackError(ValueError):
-    """A status callback herald cannot interpret."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class TwilioProvider:
     name = "twilio"
     channel = Channel.SMS
@@ -88,10 +85,7 @@ class TwilioProvider:
             "Authorization": basic_authorization(account_sid, auth_token.value),
         }
         self._token = auth_token
-        # The connect phase must time out before the total budget does: only then can a
-        # timeout be told apart as "nothing was sent" (retryable) from "lost answer".
-        connect_s = timeout_s / 2 if connect_timeout_s is None else connect_timeout_s
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(connect_s, timeout_s))
+        self._timeout = client_timeout(timeout_s, connect_timeout_s)
 
     def __repr__(self) -> str:
         return f"TwilioProvider(url={self._url!r})"
@@ -100,26 +94,18 @@ class TwilioProvider:
         form = {"To": message.to, "From": message.sender, "Body": message.body}
         if message.callback_url:
             form["StatusCallback"] = message.callback_url
-        try:
-            async with self._session.post(
-                self._url,
-                data=form,
-                timeout=self._timeout,
-                # A redirected POST could be sent twice; Twilio never redirects this call.
-                allow_redirects=False,
-                headers=self._headers,
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                try:
-                    body = await response.read()
-                except (aiohttp.ClientError, TimeoutError):
-                    # The status line already says what happened; the body only adds detail.
-                    body = b""
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return result_from_exception(exc)
-        result = result_from_response(status, body, retry_after)
-        return _redacted(result, self._token.value)
+        answer = await exchange(
+            self._session,
+            "POST",
+            self._url,
+            data=form,
+            headers=self._headers,
+            budget=self._timeout,
+        )
+        if isinstance(answer, SendResult):
+            return answer
+        result = result_from_response(answer.status, answer.body, answer.retry_after)
+        return redacted(result, self._token.value)
 
     async def close(self) -> None:
         # The session belongs to the caller.
@@ -128,19 +114,14 @@ class TwilioProvider:
 
 def result_from_response(status: int, body: bytes, retry_after: str | None) -> SendResult:
     """Classify one HTTP answer from the Messages endpoint."""
-    data = _json_object(body)
+    data = json_object(body)
     if 200 <= status < 300:
         sid = data.get("sid")
         return SendResult(accepted=True, provider_message_id=sid if isinstance(sid, str) else None)
 
     code = data.get("code")
     error_code = str(code) if isinstance(code, int | str) and str(code) else str(status)
-    message = data.get("message")
-    description = (
-        message[:_MAX_DESCRIPTION_CHARS]
-        if isinstance(message, str) and message
-        else f"HTTP {status}"
-    )
+    description = short_text(data.get("message"), f"HTTP {status}")
     if status == 429 or error_code == str(CODE_TOO_MANY_REQUESTS):
         error_class = ErrorClass.RATE_LIMITED
     elif status >= 500:
@@ -162,42 +143,6 @@ def result_from_response(status: int, body: bytes, retry_after: str | None) -> S
             parse_retry_after_s(retry_after) if error_class is ErrorClass.RATE_LIMITED else None
         ),
     )
-
-
-def result_from_exception(exc: BaseException) -> SendResult:
-    """Classify a transport failure by whether the request can have reached Twilio."""
-    kind = type(exc).__name__
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return _failure(ErrorClass.RETRYABLE, "connect_timeout", f"connect timed out ({kind})")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        # Refused, DNS, TLS handshake: no request bytes were written.
-        return _failure(ErrorClass.RETRYABLE, "connect_failed", f"could not connect ({kind})")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return _failure(ErrorClass.PERMANENT, "invalid_url", f"invalid provider URL ({kind})")
-    if isinstance(exc, TimeoutError):
-        # Read timeout, or the total budget ran out after connecting: Twilio may have it.
-        return _failure(ErrorClass.AMBIGUOUS, "timeout", f"no answer in time ({kind})")
-    return _failure(ErrorClass.AMBIGUOUS, "connection_lost", f"connection lost ({kind})")
-
-
-def basic_authorization(login: str, password: str) -> str:
-    """An HTTP Basic Authorization header value (built here: aiohttp's helper is deprecated)."""
-    if ":" in login:
-        raise ValueError("a Basic auth login cannot contain ':'")
-    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
-
-
-def parse_retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header; None when absent or not a number of seconds."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return seconds
 
 
 def signature(url: str, params: Mapping[str, str], auth_token: str) -> str:
@@ -245,27 +190,3 @@ def parse_callback(
         error_description=DELIVERY_ERRORS.get(error_code) if error_code else None,
         accepted=accepted,
     )
-
-
-def _failure(error_class: ErrorClass, code: str, description: str) -> SendResult:
-    return SendResult(
-        accepted=False, error_class=error_class, error_code=code, error_description=description
-    )
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    if not body:
-        return {}
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _redacted(result: SendResult, token: str) -> SendResult:
-    # Provider text is echoed into stored errors; make sure no credential rides along.
-    text = result.error_description
-    if not token or text is None or token not in text:
-        return result
-    return replace(result, error_description=text.replace(token, "**********"))

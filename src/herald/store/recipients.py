@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -131,4 +132,18 @@ async def republish_fallback(
     if recipient_ids:
         await pool.execute(
             sql("recipients", "republish_fallback"), campaign_id, list(recipient_ids)
+        )
+
+
+async def hold(
+    pool: asyncpg.Pool, campaign_id: str, held: Sequence[tuple[int, int, datetime]]
+) -> None:
+    """(recipient id, attempt to resume at, until when)."""
+    if held:
+        await pool.execute(
+            sql("recipients", "hold"),
+            campaign_id,
+            [h[0] for h in held],
+            [h[1] for h in held],
+            [h[2] for h in held],
         )

@@ -59,3 +59,11 @@ FOR UPDATE OF r SKIP LOCKED;
 UPDATE recipients r SET fallback_published_at = now()
 FROM unnest($1::text[], $2::int[]) AS k (campaign_id, id)
 WHERE r.campaign_id = k.campaign_id AND r.id = k.id;
+
+-- name: hold
+-- Quiet hours: the recipient's chain resumes at attempt n once hold_until has passed (the
+-- fallback publisher sends it out as work then).
+UPDATE recipients r
+SET next_attempt = s.n, hold_until = s.until, fallback_published_at = NULL
+FROM unnest($2::int[], $3::smallint[], $4::timestamptz[]) AS s (id, n, until)
+WHERE r.campaign_id = $1 AND r.id = s.id;

@@ -95,6 +95,7 @@ def settings(pg_url: str, kafka_bootstrap: str, tmp_path: Path) -> Settings:
         api_port=free_port(),
         ingress_port=free_port(),
         simulator_port=free_port(),
+        simulator_smtp_port=free_port(),
         metrics_port=0,
         drain_timeout_s=5.0,
     )

@@ -33,7 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a real campaign on embedded services, end to end")
     demo.add_argument("--recipients", type=int, default=2_000)
     demo.add_argument(
-        "--sending-mode", default="SMS", choices=[m.value for m in SendingMode], type=str.upper
+        "--sending-mode",
+        default="WHATSAPP_RCS_SMS",
+        choices=[m.value for m in SendingMode],
+        type=str.upper,
     )
     demo.add_argument("--json", action="store_true", help="last stdout line is a JSON summary")
     sub.add_parser("settings", help="print every HERALD_* setting with its default")

@@ -29,6 +29,10 @@ CAMPAIGN_CONFIRMED_VERSIONS: Final = frozenset({1})
 
 # Ingress paths.
 PATH_CALLBACK_TWILIO: Final = "/callbacks/twilio"
+PATH_CALLBACK_WHATSAPP: Final = "/callbacks/whatsapp"
+PATH_CALLBACK_RBM: Final = "/callbacks/rbm"
+PATH_CALLBACK_VIBER: Final = "/callbacks/viber"
+PATH_CALLBACK_EMAIL: Final = "/callbacks/email"
 
 # Kafka header carrying the dead-letter reason.
 HEADER_DLQ_REASON: Final = "herald-dlq-reason"

@@ -22,13 +22,14 @@ from herald import constants, metrics
 from herald.bus.consumer import DeadLetter, consume
 from herald.bus.producer import producer as kafka_producer
 from herald.bus.topics import ensure_topics
-from herald.domain.channels import Channel
 from herald.ingress import Ingress
-from herald.providers.base import Provider
-from herald.providers.twilio import TwilioProvider
+from herald.providers import registry
 from herald.scheduler import Scheduler
 from herald.settings import Settings
+from herald.simulator import devkeys
 from herald.simulator.app import Simulator
+from herald.simulator.behaviour import Behaviour
+from herald.simulator.smtp import SmtpSimulator
 from herald.status import StatusFolder
 from herald.store import campaigns, db, migrations
 from herald.sweeper import Sweeper, every
@@ -93,19 +94,13 @@ async def run_roles(
             producer = await stack.enter_async_context(kafka_producer(settings))
 
         if "simulator" in roles:
-            simulator = Simulator(
-                host=settings.bind_host,
-                port=settings.simulator_port,
-                account_sid=settings.twilio_account_sid,
-                auth_token=settings.twilio_auth_token,
-            )
-            await simulator.start()
-            stack.push_async_callback(simulator.stop)
+            await _start_simulator(settings, stack)
         if "ingress" in roles:
             assert producer is not None
-            runner = web.AppRunner(
-                Ingress(settings=settings, producer=producer).app(), access_log=None
+            ingress = Ingress(
+                settings=settings, producer=producer, email_public_key=email_public_key(settings)
             )
+            runner = web.AppRunner(ingress.app(), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, settings.bind_host, settings.ingress_port).start()
             stack.push_async_callback(runner.cleanup)
@@ -138,7 +133,9 @@ async def run_roles(
                     connector=aiohttp.TCPConnector(limit=settings.worker_concurrency)
                 )
                 stack.push_async_callback(session.close)
-                providers = build_providers(settings, session)
+                providers = registry.build(settings, session)
+                for provider in providers.values():
+                    stack.push_async_callback(provider.close)
                 worker = Worker(
                     settings=settings,
                     pool=pool,
@@ -246,14 +243,44 @@ async def _publish_fallbacks(sweeper: Sweeper, folder: StatusFolder) -> int:
     return await sweeper.publish_fallbacks()
 
 
-def build_providers(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Provider]:
-    """One provider per channel from the deployment's settings."""
-    return {
-        Channel.SMS: TwilioProvider(
-            session=session,
-            base_url=settings.twilio_url,
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token,
-            timeout_s=settings.send_timeout_s,
-        )
-    }
+def email_public_key(settings: Settings) -> str:
+    """The key email event webhooks are checked with; the simulator's when it is the relay."""
+    if settings.email_webhook_public_key or settings.smtp_host:
+        return settings.email_webhook_public_key
+    return devkeys.public_key()
+
+
+async def _start_simulator(settings: Settings, stack: AsyncExitStack) -> None:
+    behaviour = Behaviour(
+        latency_ms=settings.simulator_latency_ms,
+        error_5xx_ratio=settings.simulator_error_5xx_ratio,
+        rate_429_ratio=settings.simulator_rate_429_ratio,
+        timeout_ratio=settings.simulator_timeout_ratio,
+        duplicate_callback_ratio=settings.simulator_duplicate_callback_ratio,
+        out_of_order_ratio=settings.simulator_out_of_order_ratio,
+    )
+    simulator = Simulator(
+        host=settings.bind_host,
+        port=settings.simulator_port,
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token,
+        whatsapp_token=settings.whatsapp_access_token,
+        whatsapp_app_secret=settings.whatsapp_app_secret,
+        rbm_token=settings.rbm_token,
+        rbm_client_token=settings.rbm_client_token,
+        viber_token=settings.viber_auth_token,
+        callback_base_url=settings.ingress_url,
+        behaviour=behaviour,
+    )
+    await simulator.start()
+    stack.push_async_callback(simulator.stop)
+    smtp = SmtpSimulator(
+        host=settings.bind_host,
+        port=settings.simulator_smtp_port,
+        events_url=f"{settings.ingress_url}{constants.PATH_CALLBACK_EMAIL}",
+        private_key_pem=devkeys.private_key_pem(),
+        # Keep each signed batch well inside the ingress's body limit.
+        max_events_per_post=500,
+    )
+    await smtp.start()
+    stack.push_async_callback(smtp.stop)

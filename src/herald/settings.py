@@ -60,6 +60,64 @@ class Settings:
         "Twilio Auth Token (also verifies X-Twilio-Signature)", default=Secret("herald-dev-token")
     )
     twilio_from: str = _doc("Default SMS sender when an event names none", default="+15005550006")
+    whatsapp_base_url: str = _doc(
+        "WhatsApp Cloud API base URL (https://graph.facebook.com); empty means the simulator",
+        default="",
+    )
+    whatsapp_phone_number_id: str = _doc("WhatsApp sender phone number id", default="1000000001")
+    whatsapp_access_token: Secret = _doc(
+        "WhatsApp Cloud API access token", default=Secret("herald-dev-whatsapp-token")
+    )
+    whatsapp_app_secret: Secret = _doc(
+        "Meta app secret (verifies X-Hub-Signature-256)",
+        default=Secret("herald-dev-whatsapp-app-secret"),
+    )
+    whatsapp_verify_token: Secret = _doc(
+        "Token of the webhook verification handshake", default=Secret("herald-dev-verify-token")
+    )
+    rbm_base_url: str = _doc(
+        "RBM API base URL (https://rcsbusinessmessaging.googleapis.com); empty means the simulator",
+        default="",
+    )
+    rbm_agent_id: str = _doc("RBM agent id", default="herald-dev-agent")
+    rbm_token: Secret = _doc("RBM OAuth bearer token", default=Secret("herald-dev-rbm-token"))
+    rbm_client_token: Secret = _doc(
+        "RBM webhook client token (verifies X-Goog-Signature)",
+        default=Secret("herald-dev-rbm-client-token"),
+    )
+    viber_base_url: str = _doc(
+        "Viber API base URL (https://chatapi.viber.com); empty means the simulator", default=""
+    )
+    viber_auth_token: Secret = _doc(
+        "Viber auth token (also verifies X-Viber-Content-Signature)",
+        default=Secret("herald-dev-viber-token"),
+    )
+    viber_sender_name: str = _doc("Viber sender name when an event names none", default="Herald")
+    smtp_host: str = _doc("SMTP relay host; empty means the simulator's SMTP server", default="")
+    smtp_port: int = _doc("SMTP relay port", default=587)
+    smtp_username: str = _doc("SMTP user; empty sends without AUTH", default="")
+    smtp_password: Secret = _doc("SMTP password", default=Secret(""))
+    smtp_tls: bool = _doc("STARTTLS/TLS to the SMTP relay", default=False)
+    email_webhook_public_key: str = _doc(
+        "Base64 DER public key that signs email event webhooks; empty with the simulator means "
+        "the simulator's development key",
+        default="",
+    )
+    simulator_smtp_port: int = _doc("The simulator's SMTP port", default=8025)
+    simulator_latency_ms: float = _doc("Simulator: mean added answer latency", default=0.0)
+    simulator_error_5xx_ratio: float = _doc("Simulator: share of sends answered 5xx", default=0.0)
+    simulator_rate_429_ratio: float = _doc(
+        "Simulator: share of sends answered 429 with Retry-After", default=0.0
+    )
+    simulator_timeout_ratio: float = _doc(
+        "Simulator: share of sends accepted and never answered", default=0.0
+    )
+    simulator_duplicate_callback_ratio: float = _doc(
+        "Simulator: share of messages whose last callback comes twice", default=0.0
+    )
+    simulator_out_of_order_ratio: float = _doc(
+        "Simulator: share of messages whose final callback comes before sent", default=0.0
+    )
     default_rate_per_s: float = _doc("Send rate per account and channel unless set", default=2000.0)
     worker_concurrency: int = _doc("In-flight provider requests per worker process", default=128)
     worker_chunk_size: int = _doc("Recipients read from Postgres per chunk", default=500)
@@ -120,8 +178,12 @@ class Settings:
         return self.public_ingress_url or f"http://127.0.0.1:{self.ingress_port}"
 
     @property
+    def simulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.simulator_port}"
+
+    @property
     def twilio_url(self) -> str:
-        return self.twilio_base_url or f"http://127.0.0.1:{self.simulator_port}"
+        return self.twilio_base_url or self.simulator_url
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

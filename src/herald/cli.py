@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="last stdout line is a JSON summary")
     sub.add_parser("settings", help="print every HERALD_* setting with its default")
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
+    create = keys.add_parser("create", help="create an account if needed and print a new key")
+    create.add_argument("--account", required=True, help="account id")
+    create.add_argument("--name", default="", help="a label for the key")
     return parser
 
 
@@ -60,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, default, doc in describe():
             print(f"{name}\t{default}\t{doc}")
         return
+    if args.command == "keys":
+        from herald.api.admin import keys_create
+
+        sys.exit(_run(keys_create, settings, args.account, args.name))
     if args.command == "migrate":
         code = _run(_migrate, settings)
     elif args.command == "run":
@@ -103,7 +111,11 @@ async def _migrate(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, roles: frozenset[str]) -> int:
-    if not settings.kafka_bootstrap and roles != frozenset(runner.ROLES) and roles != {"simulator"}:
+    if (
+        not settings.kafka_bootstrap
+        and runner.needs(roles).kafka
+        and roles != frozenset(runner.ROLES)
+    ):
         print(
             "herald: set HERALD_KAFKA_BOOTSTRAP; only `run all` starts an embedded broker",
             file=sys.stderr,

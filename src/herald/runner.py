@@ -19,11 +19,13 @@ import anyio
 from aiohttp import web
 
 from herald import constants, metrics
+from herald.api.app import serve as serve_api
 from herald.bus.consumer import DeadLetter, consume
 from herald.bus.producer import producer as kafka_producer
 from herald.bus.topics import ensure_topics
 from herald.ingress import Ingress
 from herald.providers import registry
+from herald.relay import Relay
 from herald.scheduler import Scheduler
 from herald.settings import Settings
 from herald.simulator import devkeys
@@ -37,9 +39,9 @@ from herald.worker import Worker
 
 log = logging.getLogger(__name__)
 
-ROLES: Final = ("scheduler", "worker", "status", "ingress", "simulator")
-_NEEDS_DB: Final = frozenset({"scheduler", "worker", "status"})
-_NEEDS_KAFKA: Final = frozenset({"scheduler", "worker", "status", "ingress"})
+ROLES: Final = ("api", "scheduler", "worker", "status", "ingress", "relay", "simulator")
+_NEEDS_DB: Final = frozenset({"api", "relay", "scheduler", "worker", "status"})
+_NEEDS_KAFKA: Final = frozenset({"relay", "scheduler", "worker", "status", "ingress"})
 
 
 class RoleError(ValueError):
@@ -125,6 +127,11 @@ async def run_roles(
                 loops.append(
                     partial(metrics.poll_campaigns, partial(campaigns.count_by_status, pool), stop)
                 )
+            if "relay" in roles:
+                relay = Relay(
+                    settings=settings, pool=pool, producer=producer, poll_s=settings.relay_poll_s
+                )
+                loops.append(partial(relay.run, stop))
             sweeper = Sweeper(
                 settings=settings, pool=pool, producer=producer, dead_letter=dead_letter
             )
@@ -201,6 +208,21 @@ async def run_roles(
                 )
             for loop in loops:
                 tg.start_soon(loop)
+            if "api" in roles:
+                assert pool is not None
+                up = anyio.Event()
+                started.append(up)
+                tg.start_soon(
+                    partial(
+                        serve_api,
+                        settings=settings,
+                        pool=pool,
+                        stop=stop,
+                        host=settings.bind_host,
+                        port=settings.api_port,
+                        ready=up,
+                    )
+                )
             for up in started:
                 await up.wait()
             log.info("roles running: %s", ", ".join(sorted(roles)), extra={"event": "started"})

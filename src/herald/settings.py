@@ -45,6 +45,16 @@ class Settings:
         "Idempotent producer (on for Apache Kafka; the embedded broker refuses it)", default=False
     )
     api_port: int = _doc("Control-plane API port", default=8080)
+    bootstrap_api_key: Secret = _doc(
+        "Development only: an API key made to open HERALD_BOOTSTRAP_ACCOUNT_ID at start",
+        default=Secret(""),
+    )
+    bootstrap_account_id: str = _doc("Account the bootstrap API key opens", default="dev")
+    api_max_body_bytes: int = _doc(
+        "Largest JSON request body the API accepts (bulk import streams are exempt)",
+        default=4 * 1024 * 1024,
+    )
+    relay_poll_s: float = _doc("How often the outbox relay looks for unpublished rows", default=0.2)
     ingress_port: int = _doc("Callback ingress port", default=8081)
     simulator_port: int = _doc("Provider simulator port", default=8082)
     metrics_port: int = _doc("Prometheus /metrics port; 0 disables it", default=9100)

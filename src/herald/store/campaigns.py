@@ -10,8 +10,10 @@ from typing import Any
 import asyncpg
 
 from herald.domain.events import CampaignConfirmed
+from herald.domain.segments import Compiled
 from herald.domain.status import CounterDelta
 from herald.domain.work import BatchItem
+from herald.store import segments
 from herald.store.queries import sql
 
 
@@ -60,14 +62,20 @@ async def claim_due(conn: asyncpg.Connection) -> asyncpg.Record | None:
 async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
     """Recipient rows and batches for the whole audience, in the caller's transaction."""
     audience = event.audience
+    segment = Compiled(sql="FALSE", params=())
+    if audience.segment_id:
+        segment = await segments.audience_condition(
+            conn, event.account_id, audience.segment_id, first_param=7
+        )
     status = await conn.execute(
-        sql("campaigns", "expand_recipients"),
+        sql("campaigns", "expand_recipients").replace("{segment_condition}", segment.sql),
         event.campaign_id,
         event.account_id,
         list(_uuids(audience.contact_ids)),
         list(_uuids(audience.list_ids)),
         list(audience.tags),
         list(audience.destinations),
+        *segment.params,
     )
     total = int(status.split()[-1])
     if total:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
+from herald.domain.channels import Channel
 from herald.domain.compose import RecipientRow
 from herald.domain.status import RecipientState, RecipientStatus
 from herald.store.queries import sql
@@ -45,6 +46,7 @@ def _rows(rows: Sequence[asyncpg.Record]) -> list[RecipientRow]:
                 email=r["email"],
                 contact_id=r["contact_id"],
                 fields=fields,
+                opted_out=_channels(r["opted_out"]),
             )
         )
     return result
@@ -147,3 +149,8 @@ async def hold(
             [h[1] for h in held],
             [h[2] for h in held],
         )
+
+
+def _channels(names: Sequence[str] | None) -> frozenset[Channel]:
+    known = {c.value for c in Channel}
+    return frozenset(Channel(n) for n in names or () if n in known)

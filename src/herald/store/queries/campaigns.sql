@@ -18,7 +18,9 @@ LIMIT 1
 FOR UPDATE SKIP LOCKED;
 
 -- name: expand_recipients
--- $1 campaign, $2 account, $3 contact ids, $4 list ids, $5 tags, $6 raw destinations.
+-- $1 campaign, $2 account, $3 contact ids, $4 list ids, $5 tags, $6 raw destinations, then
+-- the segment's parameters from $7. {segment_condition} is replaced by the segment's rules
+-- compiled to SQL over `contacts c` (domain/segments.py: placeholders only, never values).
 -- Contacts from every source once; raw destinations once each and not again if a contact
 -- in the audience has that phone. Ids are dense from 1 in a stable order.
 WITH ids AS (
@@ -29,6 +31,8 @@ WITH ids AS (
     UNION
     SELECT id FROM contacts WHERE account_id = $2 AND cardinality($5::text[]) > 0
                               AND tags && $5::text[]
+    UNION
+    SELECT c.id FROM contacts c WHERE c.account_id = $2 AND ({segment_condition})
 ), audience AS (
     SELECT c.id AS contact_id, c.phone, c.email
     FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $2

@@ -1,7 +1,10 @@
 -- name: queued_chunk
--- Keyset page of a batch's recipients still queued, with the contact fields templates use.
+-- Keyset page of a batch's recipients still queued, with the contact fields templates use
+-- and the channels the contact opted out of.
 SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id,
-       c.first_name, c.last_name, c.attributes
+       c.first_name, c.last_name, c.attributes,
+       ARRAY(SELECT p.channel FROM contact_preferences p
+             WHERE p.contact_id = r.contact_id AND NOT p.opted_in) AS opted_out
 FROM recipients r LEFT JOIN contacts c ON c.id = r.contact_id
 WHERE r.campaign_id = $1 AND r.id > $2 AND r.id <= $3 AND r.status = 'queued'
 ORDER BY r.id
@@ -10,7 +13,9 @@ LIMIT $4;
 -- name: open_by_ids
 -- Recipients of fallback work that are not final yet (a late delivery may have won).
 SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id,
-       c.first_name, c.last_name, c.attributes
+       c.first_name, c.last_name, c.attributes,
+       ARRAY(SELECT p.channel FROM contact_preferences p
+             WHERE p.contact_id = r.contact_id AND NOT p.opted_in) AS opted_out
 FROM recipients r LEFT JOIN contacts c ON c.id = r.contact_id
 WHERE r.campaign_id = $1 AND r.id = ANY ($2::int[])
   AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped', 'cancelled')

@@ -1,0 +1,389 @@
+"""What a campaign request may say, and the pure step from a draft to campaign.confirmed v1.
+
+Orbit's shape comes first (`channel`, `body`, `template_id`, `segment_id`, `list_id`,
+`scheduled_at`); the other seeds add `sending_mode` fallback chains with per-channel
+`content`, audiences by lists, contacts, tags or raw destinations, variable mappings,
+per-recipient variables and batch pacing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from herald.api.errors import ApiError, ErrorCode, validation_error
+from herald.api.fields import STRICT, LongText, Phone, ResourceName, Tag
+from herald.api.templates import send_components
+from herald.constants import EVENT_CAMPAIGN_CONFIRMED
+from herald.domain.channels import Channel, SendingMode, chain
+from herald.domain.events import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FALLBACK_WINDOW_S,
+    MAX_BATCH_DELAY_MS,
+    MAX_BATCH_SIZE,
+    MAX_FALLBACK_WINDOW_S,
+    EventError,
+    parse_campaign_confirmed,
+)
+from herald.simulator.app import num_segments
+
+MAX_DESTINATIONS = 100_000  # seed 003: one campaign reaches up to 100,000 numbers directly
+MAX_AUDIENCE_IDS = 10_000
+Text = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+Short = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class SmsIn(BaseModel):
+    model_config = STRICT
+    sender: Short | None = None
+    body: Text | None = None
+    template_id: Ref | None = None
+
+
+class WhatsAppIn(BaseModel):
+    model_config = STRICT
+    template_id: Ref | None = Field(None, description="An approved WhatsApp template")
+    template_name: Short | None = None
+    language: Short | None = None
+    components: list[dict[str, Any]] | None = None
+
+
+class RcsIn(BaseModel):
+    model_config = STRICT
+    agent_id: Short | None = None
+    text: Text | None = None
+    template_id: Ref | None = None
+
+
+class ViberIn(BaseModel):
+    model_config = STRICT
+    sender: Short | None = None
+    text: Text | None = None
+    template_id: Ref | None = None
+
+
+class EmailIn(BaseModel):
+    model_config = ConfigDict(**STRICT, populate_by_name=True)
+    from_address: Short | None = Field(None, alias="from")
+    subject: Short | None = None
+    body: Text | None = None
+    template_id: Ref | None = None
+
+
+class ContentIn(BaseModel):
+    model_config = STRICT
+    sms: SmsIn | None = None
+    whatsapp: WhatsAppIn | None = None
+    rcs: RcsIn | None = None
+    viber: ViberIn | None = None
+    email: EmailIn | None = None
+
+
+class CampaignIn(BaseModel):
+    """A campaign draft. Everything but `name` and a channel may come later, by update."""
+
+    model_config = STRICT
+    name: ResourceName
+    description: LongText = ""
+    channel: Channel | None = Field(None, description="Single channel: sms, whatsapp, ...")
+    sending_mode: SendingMode | None = Field(
+        None, description="A channel or fallback chain, e.g. WHATSAPP_RCS_SMS"
+    )
+    template_id: Ref | None = Field(None, description="Template for the first channel")
+    body: Text | None = Field(None, description="Inline body for the first channel")
+    sender: Short | None = Field(None, description="Sender for the first channel")
+    subject: Short | None = Field(None, description="Subject, for email")
+    content: ContentIn | None = Field(None, description="Content per channel of the chain")
+    segment_id: Ref | None = None
+    list_id: Ref | None = None
+    list_ids: Annotated[list[Ref], Field(max_length=MAX_AUDIENCE_IDS)] = Field(default_factory=list)
+    contact_ids: Annotated[list[Ref], Field(max_length=MAX_AUDIENCE_IDS)] = Field(
+        default_factory=list
+    )
+    tags: Annotated[list[Tag], Field(max_length=100)] = Field(
+        default_factory=list, description="Contacts with any of these tags"
+    )
+    destinations: Annotated[list[Phone], Field(max_length=MAX_DESTINATIONS)] = Field(
+        default_factory=list, description="Raw E.164 numbers"
+    )
+    variable_mappings: dict[str, Short] = Field(
+        default_factory=dict, description='Template variable to contact field, e.g. {"1": ...}'
+    )
+    recipient_variables: dict[str, dict[str, str | int | float]] = Field(
+        default_factory=dict, description="Per contact id or phone: variable values"
+    )
+    scheduled_at: datetime | None = None
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = DEFAULT_BATCH_SIZE
+    batch_delay_ms: Annotated[int, Field(ge=0, le=MAX_BATCH_DELAY_MS)] = 0
+    fallback_window_s: Annotated[int, Field(ge=1, le=MAX_FALLBACK_WINDOW_S)] = (
+        DEFAULT_FALLBACK_WINDOW_S
+    )
+    ready_to_send: bool = False
+
+    @field_validator("scheduled_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a time zone offset (e.g. Z)")
+        return value
+
+    @model_validator(mode="after")
+    def _mode(self) -> CampaignIn:
+        if self.sending_mode is None and self.channel is None:
+            raise ApiError(
+                ErrorCode.VALIDATION_FAILED, "name a channel or sending_mode", field="channel"
+            )
+        both = self.sending_mode is not None and self.channel is not None
+        if both and chain(self.mode)[0] is not self.channel:
+            raise ApiError(
+                ErrorCode.VALIDATION_FAILED,
+                "channel must be the first channel of sending_mode",
+                field="channel",
+            )
+        return self
+
+    @property
+    def mode(self) -> SendingMode:
+        if self.sending_mode is not None:
+            return self.sending_mode
+        assert self.channel is not None
+        return SendingMode(self.channel.value.upper())
+
+    def template_ids(self) -> set[str]:
+        found = {self.template_id} if self.template_id else set()
+        if self.content is not None:
+            for channel in Channel:
+                section = getattr(self.content, channel.value)
+                if section is not None and section.template_id:
+                    found.add(section.template_id)
+        return found
+
+    def audience_list_ids(self) -> list[str]:
+        return list(dict.fromkeys(([self.list_id] if self.list_id else []) + self.list_ids))
+
+
+def parse_spec(raw: Mapping[str, Any]) -> CampaignIn:
+    """A stored or merged draft as a CampaignIn; ApiError names the first bad field."""
+    try:
+        return CampaignIn.model_validate(raw)
+    except ValidationError as exc:
+        code, message, field = validation_error(list(exc.errors()))
+        raise ApiError(code, message, field=field) from None
+
+
+def check_schedule(spec: CampaignIn, now: datetime) -> None:
+    if spec.scheduled_at is not None and spec.scheduled_at <= now:
+        raise ApiError(ErrorCode.SCHEDULE_IN_PAST, field="scheduled_at")
+
+
+def _need(value: str | None, code: ErrorCode, field: str, what: str) -> str:
+    if not value:
+        raise ApiError(code, f"{what} is required for this sending mode", field=field)
+    return value
+
+
+def _template(
+    spec: CampaignIn,
+    channel: Channel,
+    template_id: str | None,
+    templates: Mapping[str, Mapping[str, Any]],
+    field: str,
+) -> Mapping[str, Any]:
+    if template_id is None:
+        return {}
+    found = templates.get(template_id)
+    if found is None:
+        raise ApiError(ErrorCode.TEMPLATE_INVALID, "no such template", field=field)
+    if found["channel"] != channel.value:
+        raise ApiError(ErrorCode.TEMPLATE_CHANNEL_MISMATCH, field=field)
+    if channel is Channel.WHATSAPP and found["approval_status"] != "approved":
+        raise ApiError(ErrorCode.TEMPLATE_NOT_APPROVED, field=field)
+    return found
+
+
+def channel_content(
+    spec: CampaignIn, channel: Channel, templates: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The event's content section for one channel of the chain."""
+    primary = chain(spec.mode)[0] is channel
+    section = getattr(spec.content, channel.value) if spec.content else None
+    given: dict[str, Any] = section.model_dump(by_alias=True) if section is not None else {}
+    path = f"content.{channel.value}"
+    template_field = f"{path}.template_id" if given.get("template_id") else "template_id"
+    template_id = given.get("template_id") or (spec.template_id if primary else None)
+    t = _template(spec, channel, template_id, templates, template_field)
+    body = spec.body if primary else None
+    sender = spec.sender if primary else None
+    if channel is Channel.SMS:
+        sms: dict[str, Any] = {
+            "body": _need(
+                given.get("body") or body or t.get("body"),
+                ErrorCode.CONTENT_REQUIRED,
+                f"{path}.body",
+                "an SMS body",
+            )
+        }
+        sms_sender = given.get("sender") or sender or t.get("sender")
+        if sms_sender:
+            sms["sender"] = sms_sender
+        return sms
+    if channel is Channel.WHATSAPP:
+        where = f"{path}.template_id"
+        components = given.get("components")
+        if components is None:
+            components = send_components(t["components"]) if t.get("components") else []
+        return {
+            "template_name": _need(
+                given.get("template_name") or t.get("name"),
+                ErrorCode.CONTENT_REQUIRED,
+                where,
+                "a WhatsApp template",
+            ),
+            "language": _need(
+                given.get("language") or t.get("language"),
+                ErrorCode.CONTENT_REQUIRED,
+                f"{path}.language",
+                "a language",
+            ),
+            "components": components,
+        }
+    if channel is Channel.RCS:
+        return {
+            "agent_id": _need(
+                given.get("agent_id") or sender or t.get("sender"),
+                ErrorCode.SENDER_REQUIRED,
+                f"{path}.agent_id",
+                "an RCS agent",
+            ),
+            "text": _need(
+                given.get("text") or body or t.get("body"),
+                ErrorCode.CONTENT_REQUIRED,
+                f"{path}.text",
+                "RCS text",
+            ),
+        }
+    if channel is Channel.VIBER:
+        return {
+            "sender": _need(
+                given.get("sender") or sender or t.get("sender"),
+                ErrorCode.SENDER_REQUIRED,
+                f"{path}.sender",
+                "a Viber sender",
+            ),
+            "text": _need(
+                given.get("text") or body or t.get("body"),
+                ErrorCode.CONTENT_REQUIRED,
+                f"{path}.text",
+                "Viber text",
+            ),
+        }
+    subject = spec.subject if primary else None
+    return {
+        "from": _need(
+            given.get("from") or sender or t.get("sender"),
+            ErrorCode.SENDER_REQUIRED,
+            f"{path}.from",
+            "a from address",
+        ),
+        "subject": _need(
+            given.get("subject") or subject or t.get("subject"),
+            ErrorCode.CONTENT_REQUIRED,
+            f"{path}.subject",
+            "a subject",
+        ),
+        "body": _need(
+            given.get("body") or body or t.get("body"),
+            ErrorCode.CONTENT_REQUIRED,
+            f"{path}.body",
+            "an email body",
+        ),
+    }
+
+
+def audience(spec: CampaignIn) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if spec.contact_ids:
+        found["contact_ids"] = list(dict.fromkeys(spec.contact_ids))
+    if spec.audience_list_ids():
+        found["list_ids"] = spec.audience_list_ids()
+    if spec.segment_id:
+        found["segment_id"] = spec.segment_id
+    if spec.tags:
+        found["tags"] = list(dict.fromkeys(spec.tags))
+    if spec.destinations:
+        found["destinations"] = list(dict.fromkeys(spec.destinations))
+    if not found:
+        raise ApiError(ErrorCode.AUDIENCE_REQUIRED, field="segment_id")
+    return found
+
+
+def build_event(
+    *,
+    spec: CampaignIn,
+    campaign_id: str,
+    account_id: str,
+    templates: Mapping[str, Mapping[str, Any]],
+    now: datetime,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """campaign.confirmed v1 for a draft, checked by the same parser the scheduler uses."""
+    check_schedule(spec, now)
+    mode = spec.mode
+    event: dict[str, Any] = {
+        "type": EVENT_CAMPAIGN_CONFIRMED,
+        "version": 1,
+        "event_id": event_id or str(uuid.uuid4()),
+        "occurred_at": now.astimezone(UTC).isoformat(),
+        "campaign_id": campaign_id,
+        "account_id": account_id,
+        "name": spec.name,
+        "sending_mode": mode.value,
+        "content": {c.value: channel_content(spec, c, templates) for c in chain(mode)},
+        "audience": audience(spec),
+        "variable_mappings": dict(spec.variable_mappings),
+        "recipient_variables": {
+            k: {n: str(v) for n, v in vs.items()} for k, vs in spec.recipient_variables.items()
+        },
+        "batch_size": spec.batch_size,
+        "batch_delay_ms": spec.batch_delay_ms,
+        "fallback_window_s": spec.fallback_window_s,
+    }
+    if spec.scheduled_at is not None:
+        event["scheduled_at"] = spec.scheduled_at.astimezone(UTC).isoformat()
+    try:
+        parse_campaign_confirmed(event)
+    except EventError as exc:
+        raise ApiError(ErrorCode.VALIDATION_FAILED, exc.message, field=exc.field) from None
+    return event
+
+
+def message_units(spec: CampaignIn, templates: Mapping[str, Mapping[str, Any]]) -> int:
+    """Billable units of one message on the first channel: SMS segments, otherwise 1."""
+    first = chain(spec.mode)[0]
+    if first is not Channel.SMS:
+        return 1
+    try:
+        body = channel_content(spec, first, templates)["body"]
+    except ApiError:
+        return 1
+    return num_segments(body)
+
+
+def estimate_cost(recipients: int, units: int, unit_price: Decimal) -> Decimal:
+    return (Decimal(recipients) * units * unit_price).quantize(
+        Decimal("0.000001"), rounding=ROUND_HALF_UP
+    )

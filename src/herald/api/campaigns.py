@@ -1,0 +1,436 @@
+"""/v1/campaigns: drafts, confirmation through the outbox, control, goal and recipients.
+
+Status: draft → scheduled → sending ⇄ paused → completed, or cancelled (or failed). A draft
+lives in campaign_drafts; once sent (confirmed) its status and counters come from the
+pipeline's `campaigns` row, which the scheduler creates on receiving campaign.confirmed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field, StringConstraints
+
+from herald.api import pagination
+from herald.api.auth import Account, Pool
+from herald.api.campaign_spec import (
+    CampaignIn,
+    build_event,
+    check_schedule,
+    parse_spec,
+)
+from herald.api.config import ApiConfig
+from herald.api.envelope import Envelope, ListEnvelope, ok, page
+from herald.api.errors import ApiError, ErrorCode
+from herald.api.fields import STRICT, like_pattern, parse_uuid
+from herald.constants import TOPIC_CAMPAIGN_EVENTS
+from herald.domain.channels import Channel, SendingMode, chain
+from herald.store import drafts, templates
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+STATUSES = ("draft", "scheduled", "sending", "paused", "completed", "cancelled", "failed")
+Status = Literal["draft", "scheduled", "sending", "paused", "completed", "cancelled", "failed"]
+# Fields of a stored spec left out of list pages: they can be 100,000 entries long.
+_BULKY = ("destinations", "recipient_variables")
+
+
+class Progress(BaseModel):
+    total_recipients: int
+    sent: int
+    delivered: int
+    read: int
+    failed: int
+    skipped: int
+    cancelled: int
+    pending: int
+
+
+class GoalOut(BaseModel):
+    recipients: int | None
+    cost: Decimal | None
+    currency: str
+    calculated_at: datetime | None
+
+
+class Campaign(BaseModel):
+    id: str
+    name: str
+    description: str
+    channel: Channel
+    sending_mode: SendingMode
+    status: Status
+    ready_to_send: bool
+    spec: dict[str, Any] | None = Field(
+        description="Content, audience and options as last written (null when the campaign "
+        "was confirmed by another upstream API)"
+    )
+    scheduled_at: datetime | None
+    stats: Progress | None
+    goal: GoalOut | None
+    pause_reason: str | None
+    paused_at: datetime | None
+    batch_size: int | None
+    batch_delay_ms: int | None
+    confirmed_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CampaignUpdate(BaseModel):
+    """Any draft field; those present replace the draft's, the others stay."""
+
+    model_config = STRICT
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    description: str | None = None
+    channel: Channel | None = None
+    sending_mode: SendingMode | None = None
+    template_id: str | None = None
+    body: str | None = None
+    sender: str | None = None
+    subject: str | None = None
+    content: dict[str, Any] | None = None
+    segment_id: str | None = None
+    list_id: str | None = None
+    list_ids: list[str] | None = None
+    contact_ids: list[str] | None = None
+    tags: list[str] | None = None
+    destinations: list[str] | None = None
+    variable_mappings: dict[str, str] | None = None
+    recipient_variables: dict[str, dict[str, str | int | float]] | None = None
+    scheduled_at: datetime | None = None
+    batch_size: int | None = None
+    batch_delay_ms: int | None = None
+    fallback_window_s: int | None = None
+    ready_to_send: bool | None = None
+
+
+class PauseIn(BaseModel):
+    model_config = STRICT
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class Sent(BaseModel):
+    id: str
+    status: Status
+    confirmed_at: datetime
+    scheduled_at: datetime | None
+    event_id: str
+
+
+def config_of(request: Request) -> ApiConfig:
+    config: ApiConfig = request.app.state.config
+    return config
+
+
+def campaign_out(row: dict[str, Any], config: ApiConfig, *, full: bool = True) -> dict[str, Any]:
+    mode = SendingMode(row["sending_mode"])
+    spec = row["spec"]
+    if spec is not None and not full:
+        spec = {k: v for k, v in spec.items() if k not in _BULKY}
+    stats = None
+    if row["total_recipients"] is not None:
+        stats = {
+            "total_recipients": row["total_recipients"],
+            "sent": row["sent"],
+            "delivered": row["delivered"],
+            "read": row["read"],
+            "failed": row["failed"],
+            "skipped": row["skipped"],
+            "cancelled": row["cancelled"] or 0,
+            "pending": max(0, row["total_recipients"] - row["final"]),
+        }
+    goal = None
+    if row["goal_calculated_at"] is not None:
+        goal = {
+            "recipients": row["goal_recipients"],
+            "cost": row["goal_cost"],
+            "currency": config.currency,
+            "calculated_at": row["goal_calculated_at"],
+        }
+    return {
+        **{k: row[k] for k in ("id", "name", "description", "status", "ready_to_send")},
+        "channel": chain(mode)[0],
+        "sending_mode": mode,
+        "spec": spec,
+        "stats": stats,
+        "goal": goal,
+        **{
+            k: row[k]
+            for k in (
+                "scheduled_at",
+                "pause_reason",
+                "paused_at",
+                "batch_size",
+                "batch_delay_ms",
+                "confirmed_at",
+                "started_at",
+                "completed_at",
+                "created_at",
+                "updated_at",
+            )
+        },
+    }
+
+
+async def existing(pool: Pool, account: str, campaign_id: str) -> dict[str, Any]:
+    if len(campaign_id) > 128:
+        raise ApiError(ErrorCode.CAMPAIGN_NOT_FOUND)
+    row = await drafts.get(pool, account, campaign_id)
+    if row is None:
+        raise ApiError(ErrorCode.CAMPAIGN_NOT_FOUND)
+    return row
+
+
+def _draft(spec: CampaignIn) -> drafts.Draft:
+    return drafts.Draft(
+        name=spec.name,
+        description=spec.description,
+        sending_mode=spec.mode.value,
+        spec=spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+        scheduled_at=spec.scheduled_at,
+        ready_to_send=spec.ready_to_send,
+    )
+
+
+@router.post("", status_code=201, response_model=Envelope[Campaign])
+async def create_campaign(
+    request: Request, body: CampaignIn, account: Account, pool: Pool
+) -> dict[str, Any]:
+    check_schedule(body, datetime.now(UTC))
+    campaign_id = str(uuid.uuid4())
+    await drafts.insert(pool, account, campaign_id, _draft(body))
+    return ok(request, campaign_out(await existing(pool, account, campaign_id), config_of(request)))
+
+
+def _csv(value: str | None, allowed: tuple[str, ...], field: str, upper: bool) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip().upper() if upper else v.strip().lower() for v in value.split(",")]
+    for item in items:
+        if item not in allowed:
+            raise ApiError(
+                ErrorCode.VALIDATION_FAILED,
+                f"{item!r} is not one of {', '.join(allowed)}",
+                field=field,
+            )
+    return items
+
+
+def modes_filter(sending_mode: str | None, channel: Channel | None) -> list[str] | None:
+    modes = _csv(sending_mode, tuple(m.value for m in SendingMode), "sending_mode", upper=True)
+    if channel is None:
+        return modes
+    with_channel = [m.value for m in SendingMode if channel in chain(m)]
+    return [m for m in (modes or with_channel) if m in with_channel]
+
+
+def _day(value: date | None, *, end: bool) -> datetime | None:
+    if value is None:
+        return None
+    start = datetime.combine(value, time(0), tzinfo=UTC)
+    return start + timedelta(days=1) if end else start
+
+
+@router.get("", response_model=ListEnvelope[Campaign])
+async def list_campaigns(
+    request: Request,
+    account: Account,
+    pool: Pool,
+    paging: pagination.Page,
+    status: Annotated[str | None, Query(description="Comma-separated: draft, sending, ...")] = None,
+    channel: Channel | None = None,
+    sending_mode: Annotated[str | None, Query(description="Comma-separated modes")] = None,
+    draft: Annotated[bool | None, Query(description="Only drafts (true) or no drafts")] = None,
+    scheduled: Annotated[
+        bool | None, Query(description="Only campaigns confirmed for a future time")
+    ] = None,
+    ready_to_send: bool | None = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    start_date: Annotated[
+        date | None, Query(description="Created or scheduled on or after")
+    ] = None,
+    end_date: Annotated[date | None, Query(description="Created or scheduled on or before")] = None,
+    direction: Literal["asc", "desc"] = "desc",
+) -> dict[str, Any]:
+    filters = drafts.Filters(
+        statuses=_csv(status, STATUSES, "status", upper=False),
+        sending_modes=modes_filter(sending_mode, channel),
+        draft=draft,
+        programmed=scheduled,
+        ready_to_send=ready_to_send,
+        like=like_pattern(search),
+        window_start=_day(start_date, end=False),
+        window_end=_day(end_date, end=True),
+    )
+    kind = f"campaigns-{direction}"
+    rows = await drafts.page(
+        pool,
+        account,
+        filters,
+        after=pagination.time_id(kind, paging.cursor),
+        ascending=direction == "asc",
+        limit=paging.limit + 1,
+    )
+    items, cursor = pagination.split(rows, paging.limit, kind, pagination.time_id_position)
+    config = config_of(request)
+    return page(request, [campaign_out(r, config, full=False) for r in items], cursor)
+
+
+@router.get("/{campaign_id}", response_model=Envelope[Campaign])
+async def get_campaign(
+    request: Request, campaign_id: str, account: Account, pool: Pool
+) -> dict[str, Any]:
+    return ok(request, campaign_out(await existing(pool, account, campaign_id), config_of(request)))
+
+
+def not_draft(row: dict[str, Any]) -> ApiError:
+    return ApiError(
+        ErrorCode.CAMPAIGN_NOT_EDITABLE,
+        f"the campaign is {row['status']}; only drafts can be changed",
+        field="status",
+    )
+
+
+@router.put("/{campaign_id}", response_model=Envelope[Campaign])
+async def update_campaign(
+    request: Request, campaign_id: str, body: CampaignUpdate, account: Account, pool: Pool
+) -> dict[str, Any]:
+    current = await existing(pool, account, campaign_id)
+    if current["status"] != "draft" or current["spec"] is None:
+        raise not_draft(current)
+    changes = body.model_dump(include=body.model_fields_set, by_alias=True)
+    merged = {**current["spec"], **{k: v for k, v in changes.items()}}
+    if "sending_mode" in changes and "channel" not in changes:
+        merged.pop("channel", None)
+    if "channel" in changes and "sending_mode" not in changes:
+        merged.pop("sending_mode", None)
+    merged = {k: v for k, v in merged.items() if v is not None}
+    spec = parse_spec(merged)
+    check_schedule(spec, datetime.now(UTC))
+    if not await drafts.update(pool, account, campaign_id, _draft(spec)):
+        raise not_draft(await existing(pool, account, campaign_id))
+    return ok(request, campaign_out(await existing(pool, account, campaign_id), config_of(request)))
+
+
+@router.delete("/{campaign_id}", status_code=204, response_class=Response)
+async def delete_campaign(campaign_id: str, account: Account, pool: Pool) -> Response:
+    current = await existing(pool, account, campaign_id)
+    if current["status"] != "draft" or not await drafts.delete(pool, account, campaign_id):
+        raise ApiError(ErrorCode.CAMPAIGN_NOT_DELETABLE, field="status")
+    return Response(status_code=204)
+
+
+async def templates_of(conn: Any, account: str, spec: CampaignIn) -> dict[str, dict[str, Any]]:
+    ids: dict[str, uuid.UUID] = {}
+    for raw in spec.template_ids():
+        try:
+            ids[raw] = uuid.UUID(raw)
+        except ValueError:
+            raise ApiError(
+                ErrorCode.TEMPLATE_INVALID, "no such template", field="template_id"
+            ) from None
+    found = await templates.get_many(conn, account, list(ids.values()))
+    return {raw: found[ident] for raw, ident in ids.items() if ident in found}
+
+
+async def check_audience(conn: Any, account: str, spec: CampaignIn) -> None:
+    wanted = spec.audience_list_ids()
+    if wanted:
+        parsed = [parse_uuid(v, ErrorCode.AUDIENCE_INVALID) for v in wanted]
+        owned = await drafts.lists_owned(conn, account, parsed)
+        if len(owned) != len(set(parsed)):
+            raise ApiError(ErrorCode.AUDIENCE_INVALID, "no such list", field="list_ids")
+    if spec.segment_id:
+        ident = parse_uuid(spec.segment_id, ErrorCode.AUDIENCE_INVALID)
+        if await drafts.segment_rules(conn, account, ident) is None:
+            raise ApiError(ErrorCode.AUDIENCE_INVALID, "no such segment", field="segment_id")
+
+
+@router.post("/{campaign_id}/send", status_code=202, response_model=Envelope[Sent])
+async def send_campaign(
+    request: Request, campaign_id: str, account: Account, pool: Pool
+) -> dict[str, Any]:
+    """Confirms the draft: campaign.confirmed goes to the outbox in the same transaction,
+    and the relay publishes it. Sends now, or at scheduled_at."""
+    await existing(pool, account, campaign_id)
+    async with pool.acquire() as conn, conn.transaction():
+        locked = await drafts.lock_draft(conn, account, campaign_id)
+        if locked is None or locked["confirmed_at"] is not None:
+            current = await existing(pool, account, campaign_id)
+            raise ApiError(
+                ErrorCode.CAMPAIGN_STATE_CONFLICT,
+                f"the campaign is {current['status']}; only drafts can be sent",
+                field="status",
+            )
+        spec = parse_spec(locked["spec"])
+        await check_audience(conn, account, spec)
+        event = build_event(
+            spec=spec,
+            campaign_id=campaign_id,
+            account_id=account,
+            templates=await templates_of(conn, account, spec),
+            now=datetime.now(UTC),
+        )
+        confirmed_at = await drafts.confirm(
+            conn, account, campaign_id, event=event, topic=TOPIC_CAMPAIGN_EVENTS
+        )
+    assert confirmed_at is not None
+    return ok(
+        request,
+        {
+            "id": campaign_id,
+            "status": "scheduled",
+            "confirmed_at": confirmed_at,
+            "scheduled_at": spec.scheduled_at,
+            "event_id": event["event_id"],
+        },
+    )
+
+
+async def _control(
+    request: Request, pool: Pool, account: str, campaign_id: str, done: bool, verb: str
+) -> dict[str, Any]:
+    current = await existing(pool, account, campaign_id)
+    if not done:
+        raise ApiError(
+            ErrorCode.CAMPAIGN_STATE_CONFLICT,
+            f"cannot {verb} a campaign that is {current['status']}",
+            field="status",
+        )
+    return ok(request, campaign_out(current, config_of(request)))
+
+
+@router.post("/{campaign_id}/pause", response_model=Envelope[Campaign])
+async def pause_campaign(
+    request: Request, campaign_id: str, account: Account, pool: Pool, body: PauseIn | None = None
+) -> dict[str, Any]:
+    await existing(pool, account, campaign_id)
+    reason = body.reason if body is not None else None
+    done = await drafts.pause(pool, campaign_id, reason)
+    return await _control(request, pool, account, campaign_id, done, "pause")
+
+
+@router.post("/{campaign_id}/resume", response_model=Envelope[Campaign])
+async def resume_campaign(
+    request: Request, campaign_id: str, account: Account, pool: Pool
+) -> dict[str, Any]:
+    await existing(pool, account, campaign_id)
+    done = await drafts.resume(pool, campaign_id)
+    return await _control(request, pool, account, campaign_id, done, "resume")
+
+
+@router.post("/{campaign_id}/cancel", response_model=Envelope[Campaign])
+async def cancel_campaign(
+    request: Request, campaign_id: str, account: Account, pool: Pool
+) -> dict[str, Any]:
+    """Final. A draft is deleted rather than cancelled."""
+    await existing(pool, account, campaign_id)
+    done = await drafts.cancel(pool, account, campaign_id)
+    return await _control(request, pool, account, campaign_id, done, "cancel")

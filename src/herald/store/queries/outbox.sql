@@ -1,0 +1,20 @@
+-- name: insert
+INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3) RETURNING id;
+
+-- name: claim
+-- Oldest unpublished rows, locked for this relay; other relays skip them.
+SELECT id, topic, key, payload FROM outbox
+WHERE published_at IS NULL
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED;
+
+-- name: mark_published
+UPDATE outbox SET published_at = now() WHERE id = ANY ($1::bigint[]);
+
+-- name: purge
+-- Published rows past retention; unpublished rows are never purged.
+DELETE FROM outbox WHERE published_at < now() - $1::bigint * interval '1 second';
+
+-- name: pending
+SELECT count(*) FROM outbox WHERE published_at IS NULL;

@@ -1,0 +1,115 @@
+"""Fixtures for the control-plane API tests: one migrated database per test module (cloned
+from the session's template), the app over it, and clients with their own accounts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from herald.api.app import create_app
+from herald.api.config import ApiConfig
+from herald.api.keys import create_account_key
+from herald.embedded import EmbeddedPostgres
+from herald.store import db
+from tests.conftest import database_url
+
+
+@pytest.fixture(scope="module")
+async def api_db_url(pg_server: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
+    name = f"api_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(pg_server.url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    finally:
+        await conn.close()
+    yield database_url(pg_server.url, name)
+    conn = await asyncpg.connect(pg_server.url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def api_pool(api_db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await db.create_pool(api_db_url, max_size=8)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="module")
+def api_app(api_pool: asyncpg.Pool) -> FastAPI:
+    return create_app(pool=api_pool, config=ApiConfig(max_body_bytes=256 * 1024))
+
+
+@dataclass
+class Caller:
+    """An HTTP client holding one account's key."""
+
+    http: httpx.AsyncClient
+    account_id: str
+    key: str
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.key}
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
+        return await self.http.get(path, params=params or None, headers=self._headers())
+
+    async def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
+        return await self.http.post(path, json=body, headers=self._headers(), **kw)
+
+    async def put(self, path: str, body: Any = None) -> httpx.Response:
+        return await self.http.put(path, json=body, headers=self._headers())
+
+    async def delete(self, path: str) -> httpx.Response:
+        return await self.http.delete(path, headers=self._headers())
+
+
+@pytest.fixture
+async def http(api_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=api_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test") as client:
+        yield client
+
+
+async def new_caller(http: httpx.AsyncClient, pool: asyncpg.Pool) -> Caller:
+    account = f"acct-{uuid.uuid4().hex[:10]}"
+    key = await create_account_key(pool, account, "test")
+    return Caller(http=http, account_id=account, key=key)
+
+
+@pytest.fixture
+async def alice(http: httpx.AsyncClient, api_pool: asyncpg.Pool) -> Caller:
+    return await new_caller(http, api_pool)
+
+
+@pytest.fixture
+async def bob(http: httpx.AsyncClient, api_pool: asyncpg.Pool) -> Caller:
+    return await new_caller(http, api_pool)
+
+
+def data(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"data", "meta"}, body
+    assert body["meta"]["request_id"]
+    return body["data"]
+
+
+def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "meta"}, body
+    assert body["error"]["code"] == code, body
+    detail: dict[str, Any] = body["error"]
+    return detail

@@ -1,0 +1,416 @@
+"""Campaigns over the API against real PostgreSQL: drafts, send through the outbox (the
+payload round-trips through parse_campaign_confirmed), control, goal, recipients, stats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+
+from herald.domain.channels import SendingMode
+from herald.domain.events import parse_campaign_confirmed
+from herald.store import campaigns
+from tests.integration.api_support import (
+    Caller,
+    alice,
+    api_app,
+    api_db_url,
+    api_pool,
+    bob,
+    data,
+    error,
+    http,
+)
+
+__all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
+
+
+async def _contacts(caller: Caller, n: int, tag: str) -> list[str]:
+    ids = []
+    for i in range(n):
+        body = {"phone": f"+1415777{i:04d}", "first_name": f"C{i}", "tags": [tag]}
+        ids.append(data(await caller.post("/v1/contacts", body), 201)["id"])
+    return ids
+
+
+async def _outbox_events(pool: asyncpg.Pool, account: str) -> list[dict[str, Any]]:
+    rows = await pool.fetch("SELECT payload FROM outbox WHERE key = $1 ORDER BY id", account)
+    return [r["payload"] for r in rows]
+
+
+async def test_draft_lifecycle_and_send_writes_a_valid_event(
+    alice: Caller, api_pool: asyncpg.Pool
+) -> None:
+    ids = await _contacts(alice, 3, "vip")
+    lst = data(await alice.post("/v1/contacts/lists", {"name": "VIPs"}), 201)
+    data(await alice.post(f"/v1/contacts/lists/{lst['id']}/members", {"contact_ids": ids[:2]}))
+    draft = data(
+        await alice.post(
+            "/v1/campaigns",
+            {
+                "name": "Spring Promo",
+                "channel": "sms",
+                "list_id": lst["id"],
+                "body": "Hi {{first_name}}, enjoy 20% off!",
+                "destinations": ["+14155550100"],
+            },
+        ),
+        201,
+    )
+    assert draft["status"] == "draft"
+    assert draft["sending_mode"] == "SMS"
+    cid = draft["id"]
+
+    updated = data(
+        await alice.put(f"/v1/campaigns/{cid}", {"name": "Spring Promo 2026", "tags": ["vip"]})
+    )
+    assert updated["name"] == "Spring Promo 2026"
+    assert updated["spec"]["tags"] == ["vip"]
+
+    goal = data(await alice.post(f"/v1/campaigns/{cid}/calculate-goal"))
+    # 3 vip contacts (2 of them also in the list) + 1 raw destination.
+    assert goal["recipients"] == 4
+    assert goal["units_per_message"] == 1
+    price = data(await alice.get(f"/v1/campaigns/{cid}/price"))
+    assert price["recipients"] == 4 and price["cost"] == goal["cost"]
+
+    sent = data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    assert sent["status"] == "scheduled"
+    error(await alice.post(f"/v1/campaigns/{cid}/send"), 409, "campaign_state_conflict")
+    error(await alice.put(f"/v1/campaigns/{cid}", {"name": "x"}), 409, "campaign_not_editable")
+    error(await alice.delete(f"/v1/campaigns/{cid}"), 409, "campaign_not_deletable")
+
+    events = await _outbox_events(api_pool, alice.account_id)
+    assert len(events) == 1
+    event = parse_campaign_confirmed(events[0])
+    assert event.campaign_id == cid
+    assert event.account_id == alice.account_id
+    assert event.sending_mode is SendingMode.SMS
+    assert event.content.sms is not None
+    assert event.content.sms.body == "Hi {{first_name}}, enjoy 20% off!"
+    assert event.audience.list_ids == (lst["id"],)
+    assert event.audience.tags == ("vip",)
+    assert event.audience.destinations == ("+14155550100",)
+    assert event.event_id == sent["event_id"]
+
+
+async def test_every_sending_mode_round_trips(alice: Caller, api_pool: asyncpg.Pool) -> None:
+    wa = data(
+        await alice.post(
+            "/v1/templates",
+            {
+                "name": "spring_sale",
+                "channel": "whatsapp",
+                "language": "en_US",
+                "components": [
+                    {"type": "HEADER", "text": "Sale {{1}}"},
+                    {"type": "BODY", "text": "Hi {{1}}, {{2}} off"},
+                ],
+            },
+        ),
+        201,
+    )
+    assert wa["approval_status"] == "pending"
+    assert wa["placeholders"] == ["1", "2"]
+    data(await alice.put(f"/v1/templates/{wa['id']}/approval", {"status": "approved"}))
+    content = {
+        "sms": {"sender": "Herald", "body": "Hi {{first_name}}"},
+        "whatsapp": {"template_id": wa["id"]},
+        "rcs": {"agent_id": "agent-1", "text": "Hi"},
+        "viber": {"sender": "Herald", "text": "Hi"},
+        "email": {"from": "offers@example.com", "subject": "Sale", "body": "Hi"},
+    }
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    for mode in SendingMode:
+        cid = data(
+            await alice.post(
+                "/v1/campaigns",
+                {
+                    "name": f"mode {mode.value}",
+                    "sending_mode": mode.value,
+                    "content": content,
+                    "tags": ["anyone"],
+                    "variable_mappings": {"1": "first_name"},
+                    "recipient_variables": {"+14155550100": {"2": 20}},
+                    "scheduled_at": later,
+                    "batch_size": 500,
+                    "batch_delay_ms": 10,
+                    "fallback_window_s": 60,
+                },
+            ),
+            201,
+        )["id"]
+        data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    events = await _outbox_events(api_pool, alice.account_id)
+    parsed = [parse_campaign_confirmed(e) for e in events]
+    assert {e.sending_mode for e in parsed} == set(SendingMode)
+    for event in parsed:
+        assert event.batch_size == 500 and event.fallback_window_s == 60
+        assert event.scheduled_at is not None
+        assert event.recipient_variables == {"+14155550100": {"2": "20"}}
+        if event.content.whatsapp is not None:
+            assert event.content.whatsapp.template_name == "spring_sale"
+            assert event.content.whatsapp.language == "en_US"
+            assert [c["type"] for c in event.content.whatsapp.components] == ["header", "body"]
+    listed = (await alice.get("/v1/campaigns", scheduled="true", limit=100)).json()["data"]
+    assert len(listed) == len(SendingMode)
+
+
+async def test_send_refuses_incomplete_drafts(alice: Caller) -> None:
+    async def draft(body: dict[str, Any]) -> str:
+        return str(data(await alice.post("/v1/campaigns", {"name": "x", **body}), 201)["id"])
+
+    no_audience = await draft({"channel": "sms", "body": "hi"})
+    error(await alice.post(f"/v1/campaigns/{no_audience}/send"), 422, "audience_required")
+    no_body = await draft({"channel": "sms", "tags": ["a"]})
+    detail = error(await alice.post(f"/v1/campaigns/{no_body}/send"), 422, "content_required")
+    assert detail["field"] == "content.sms.body"
+    no_sender = await draft({"sending_mode": "VIBER", "body": "hi", "tags": ["a"]})
+    error(await alice.post(f"/v1/campaigns/{no_sender}/send"), 422, "sender_required")
+    bad_list = await draft(
+        {"channel": "sms", "body": "hi", "list_id": "00000000-0000-4000-8000-000000000000"}
+    )
+    error(await alice.post(f"/v1/campaigns/{bad_list}/send"), 422, "audience_invalid")
+    tpl = data(
+        await alice.post(
+            "/v1/templates",
+            {"name": "t", "channel": "whatsapp", "components": [{"type": "body", "text": "Hi"}]},
+        ),
+        201,
+    )
+    unapproved = await draft({"channel": "whatsapp", "template_id": tpl["id"], "tags": ["a"]})
+    error(await alice.post(f"/v1/campaigns/{unapproved}/send"), 422, "template_not_approved")
+    sms_tpl = data(
+        await alice.post(
+            "/v1/templates", {"name": "s", "channel": "sms", "body": "Hi {{first_name}}"}
+        ),
+        201,
+    )
+    mismatch = await draft(
+        {"channel": "viber", "sender": "H", "template_id": sms_tpl["id"], "tags": ["a"]}
+    )
+    error(await alice.post(f"/v1/campaigns/{mismatch}/send"), 422, "template_channel_mismatch")
+    from_template = await draft({"channel": "sms", "template_id": sms_tpl["id"], "tags": ["a"]})
+    data(await alice.post(f"/v1/campaigns/{from_template}/send"), 202)
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    error(
+        await alice.post("/v1/campaigns", {"name": "x", "channel": "sms", "scheduled_at": past}),
+        422,
+        "schedule_in_past",
+    )
+    error(await alice.post("/v1/campaigns", {"name": "x"}), 422, "validation_failed")
+    detail = error(
+        await alice.post("/v1/campaigns", {"name": "x", "channel": "sms", "ab_test": {}}),
+        422,
+        "validation_failed",
+    )
+    assert detail["field"] == "ab_test"
+
+
+async def _received_by_scheduler(pool: asyncpg.Pool, account: str, campaign_id: str) -> None:
+    """What the scheduler does on campaign.confirmed: insert and expand the campaign."""
+    raw = next(e for e in await _outbox_events(pool, account) if e["campaign_id"] == campaign_id)
+    event = parse_campaign_confirmed(raw)
+    assert await campaigns.insert(pool, event, raw)
+    async with pool.acquire() as conn, conn.transaction():
+        await campaigns.expand(conn, event)
+
+
+async def test_pause_resume_cancel_and_recipients(
+    alice: Caller, bob: Caller, api_pool: asyncpg.Pool
+) -> None:
+    await _contacts(alice, 3, "ctl")
+    cid = data(
+        await alice.post(
+            "/v1/campaigns", {"name": "ctl", "channel": "sms", "body": "Hi", "tags": ["ctl"]}
+        ),
+        201,
+    )["id"]
+    error(await alice.post(f"/v1/campaigns/{cid}/pause"), 409, "campaign_state_conflict")
+    error(await alice.post(f"/v1/campaigns/{cid}/cancel"), 409, "campaign_state_conflict")
+    data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    # Confirmed but not yet received by the scheduler: scheduled, cannot pause.
+    assert data(await alice.get(f"/v1/campaigns/{cid}"))["status"] == "scheduled"
+    error(await alice.post(f"/v1/campaigns/{cid}/pause"), 409, "campaign_state_conflict")
+
+    await _received_by_scheduler(api_pool, alice.account_id, cid)
+    got = data(await alice.get(f"/v1/campaigns/{cid}"))
+    assert got["status"] == "sending"
+    assert got["stats"]["total_recipients"] == 3 and got["stats"]["pending"] == 3
+
+    error(await alice.post(f"/v1/campaigns/{cid}/resume"), 409, "campaign_state_conflict")
+    paused = data(await alice.post(f"/v1/campaigns/{cid}/pause", {"reason": "budget"}))
+    assert paused["status"] == "paused" and paused["pause_reason"] == "budget"
+    error(await alice.post(f"/v1/campaigns/{cid}/pause"), 409, "campaign_state_conflict")
+    resumed = data(await alice.post(f"/v1/campaigns/{cid}/resume"))
+    assert resumed["status"] == "sending" and resumed["pause_reason"] is None
+
+    await api_pool.execute(
+        "UPDATE recipients SET status = 'failed', channel = 'sms', error_code = '30003', "
+        "error_description = 'Unreachable' WHERE campaign_id = $1 AND id = 2",
+        cid,
+    )
+    failed = data(await alice.get(f"/v1/campaigns/{cid}/recipients", status="failed"))
+    assert [(r["id"], r["error_code"]) for r in failed] == [(2, "30003")]
+    first = (await alice.get(f"/v1/campaigns/{cid}/recipients", limit=2)).json()
+    assert [r["id"] for r in first["data"]] == [1, 2]
+    rest = data(
+        await alice.get(
+            f"/v1/campaigns/{cid}/recipients", limit=2, cursor=first["meta"]["next_cursor"]
+        )
+    )
+    assert [r["id"] for r in rest] == [3]
+
+    error(await bob.get(f"/v1/campaigns/{cid}/recipients"), 404, "campaign_not_found")
+    error(await bob.post(f"/v1/campaigns/{cid}/cancel"), 404, "campaign_not_found")
+    cancelled = data(await alice.post(f"/v1/campaigns/{cid}/cancel"))
+    assert cancelled["status"] == "cancelled"
+    error(await alice.post(f"/v1/campaigns/{cid}/resume"), 409, "campaign_state_conflict")
+    error(await alice.post(f"/v1/campaigns/{cid}/cancel"), 409, "campaign_state_conflict")
+
+
+async def test_cancel_before_the_scheduler_sees_it(alice: Caller, api_pool: asyncpg.Pool) -> None:
+    cid = data(
+        await alice.post(
+            "/v1/campaigns", {"name": "c", "channel": "sms", "body": "Hi", "tags": ["t"]}
+        ),
+        201,
+    )["id"]
+    data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    assert data(await alice.post(f"/v1/campaigns/{cid}/cancel"))["status"] == "cancelled"
+    raw = (await _outbox_events(api_pool, alice.account_id))[-1]
+    # The scheduler's insert is then a no-op: the campaign never expands.
+    assert not await campaigns.insert(api_pool, parse_campaign_confirmed(raw), raw)
+    assert data(await alice.get(f"/v1/campaigns/{cid}"))["status"] == "cancelled"
+
+
+async def test_list_filters(alice: Caller) -> None:
+    for name, ready in [("Alpha promo", True), ("Beta promo", False), ("Gamma", False)]:
+        data(
+            await alice.post(
+                "/v1/campaigns",
+                {"name": name, "channel": "sms", "ready_to_send": ready, "description": "spring"},
+            ),
+            201,
+        )
+
+    def names(response: httpx.Response) -> list[str]:
+        return [c["name"] for c in response.json()["data"]]
+
+    assert names(await alice.get("/v1/campaigns", search="promo")) == ["Beta promo", "Alpha promo"]
+    assert names(await alice.get("/v1/campaigns", search="promo", direction="asc")) == [
+        "Alpha promo",
+        "Beta promo",
+    ]
+    assert names(await alice.get("/v1/campaigns", ready_to_send="true")) == ["Alpha promo"]
+    assert len(names(await alice.get("/v1/campaigns", status="draft,sending"))) == 3
+    assert names(await alice.get("/v1/campaigns", draft="false")) == []
+    assert len(names(await alice.get("/v1/campaigns", channel="sms"))) == 3
+    assert names(await alice.get("/v1/campaigns", channel="email")) == []
+    today = datetime.now(UTC).date()
+    window = {"start_date": today.isoformat(), "end_date": today.isoformat()}
+    assert len(names(await alice.get("/v1/campaigns", **window))) == 3
+    old = {"start_date": "2020-01-01", "end_date": "2020-01-31"}
+    assert names(await alice.get("/v1/campaigns", **old)) == []
+    error(await alice.get("/v1/campaigns", status="bogus"), 422, "validation_failed")
+    assert names(await alice.get("/v1/campaigns", search="%")) == []
+    page1 = (await alice.get("/v1/campaigns", limit=2)).json()
+    page2 = (await alice.get("/v1/campaigns", limit=2, cursor=page1["meta"]["next_cursor"])).json()
+    assert len(page1["data"]) == 2 and len(page2["data"]) == 1
+    error(
+        await alice.get(
+            "/v1/campaigns", limit=2, direction="asc", cursor=page1["meta"]["next_cursor"]
+        ),
+        400,
+        "invalid_cursor",
+    )
+
+
+async def test_stats(alice: Caller, api_pool: asyncpg.Pool) -> None:
+    await _contacts(alice, 4, "stats")
+    cid = data(
+        await alice.post(
+            "/v1/campaigns", {"name": "s", "channel": "sms", "body": "Hi", "tags": ["stats"]}
+        ),
+        201,
+    )["id"]
+    data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    await _received_by_scheduler(api_pool, alice.account_id, cid)
+    await api_pool.execute(
+        "INSERT INTO attempts (campaign_id, recipient_id, attempt_no, channel, provider, "
+        "outcome, status, accepted) SELECT $1, id, 1, 'sms', 'twilio', 'accepted', "
+        "CASE WHEN id = 1 THEN 'failed' ELSE 'delivered' END, id <> 1 "
+        "FROM recipients WHERE campaign_id = $1 AND id <= 3",
+        cid,
+    )
+    await api_pool.execute(
+        "UPDATE campaigns SET sent = 2, delivered = 2, failed = 1, skipped = 1, final = 4 "
+        "WHERE id = $1",
+        cid,
+    )
+    await api_pool.execute(
+        "INSERT INTO campaign_channel_counters VALUES ($1, 'sms', 2, 2, 0, 1)", cid
+    )
+    await api_pool.execute(
+        "UPDATE recipients SET status = 'skipped' WHERE campaign_id = $1 AND id = 4", cid
+    )
+    totals = data(await alice.get("/v1/campaigns/stats"))
+    assert totals["total_messages_sent"] == 2 and totals["total_delivered"] == 2
+    assert totals["active_campaigns"] == 1 and totals["delivery_rate"] == 1.0
+    assert totals["channels"] == {"sms": {"sent": 2, "delivered": 2, "read": 0, "failed": 1}}
+    one = data(await alice.get(f"/v1/campaigns/{cid}/stats"))
+    assert (one["total_recipients"], one["failed"], one["skipped"], one["pending"]) == (4, 1, 1, 0)
+    today = datetime.now(UTC).date().isoformat()
+    for unit in ("hour", "day", "week", "month"):
+        buckets = data(
+            await alice.get(
+                "/v1/campaigns/stats/timeseries",
+                start_date=today,
+                end_date=today,
+                aggregate_on=unit,
+            )
+        )
+        assert len(buckets) == 1
+        b = buckets[0]
+        assert (b["attempts"], b["sent"], b["delivered"], b["failed"], b["skipped"]) == (
+            3,
+            2,
+            2,
+            1,
+            1,
+        )
+    per_campaign = data(
+        await alice.get(f"/v1/campaigns/{cid}/stats/timeseries", start_date=today, end_date=today)
+    )
+    assert sum(b["attempts"] for b in per_campaign) == 3
+    error(
+        await alice.get("/v1/campaigns/stats/timeseries", start_date=today),
+        422,
+        "validation_failed",
+    )
+
+
+async def test_other_accounts_cannot_see_campaigns(alice: Caller, bob: Caller) -> None:
+    cid = data(
+        await alice.post(
+            "/v1/campaigns", {"name": "mine", "channel": "sms", "body": "x", "tags": ["a"]}
+        ),
+        201,
+    )["id"]
+    for response in [
+        await bob.get(f"/v1/campaigns/{cid}"),
+        await bob.put(f"/v1/campaigns/{cid}", {"name": "theirs"}),
+        await bob.delete(f"/v1/campaigns/{cid}"),
+        await bob.post(f"/v1/campaigns/{cid}/send"),
+        await bob.post(f"/v1/campaigns/{cid}/pause"),
+        await bob.post(f"/v1/campaigns/{cid}/resume"),
+        await bob.post(f"/v1/campaigns/{cid}/calculate-goal"),
+        await bob.get(f"/v1/campaigns/{cid}/price"),
+        await bob.get(f"/v1/campaigns/{cid}/stats"),
+    ]:
+        error(response, 404, "campaign_not_found")
+    assert data(await bob.get("/v1/campaigns")) == []
+    assert data(await bob.get("/v1/campaigns/stats"))["total_campaigns"] == 0
+    assert data(await alice.get(f"/v1/campaigns/{cid}"))["name"] == "mine"

@@ -1,0 +1,115 @@
+"""Audience expansion on the real PostgreSQL: every source (contact ids, lists, tags, segment
+rules, raw destinations) at once, each recipient once, other accounts' data never."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from herald.demo import campaign_event
+from herald.domain.channels import Channel, SendingMode
+from herald.domain.events import parse_campaign_confirmed
+from herald.store import accounts, campaigns, db, lists, recipients, segments
+
+
+async def _contact(
+    conn: asyncpg.Connection, account: str, phone: str, *, tags: list[str], stage: str = ""
+) -> uuid.UUID:
+    cid: uuid.UUID = await conn.fetchval(
+        "INSERT INTO contacts (account_id, phone, first_name, tags, lifecycle_stage) "
+        "VALUES ($1, $2, 'Ada', $3, $4) RETURNING id",
+        account,
+        phone,
+        tags,
+        stage or None,
+    )
+    return cid
+
+
+async def _expand(pool: asyncpg.Pool, raw: dict[str, Any]) -> int:
+    event = parse_campaign_confirmed(raw)
+    async with pool.acquire() as conn, conn.transaction():
+        assert await campaigns.insert(pool, event, raw)
+        return await campaigns.expand(conn, event)
+
+
+async def test_every_source_once(pg_url: str) -> None:
+    pool = await db.create_pool(pg_url)
+    try:
+        await accounts.ensure(pool, "a", "A", None)
+        await accounts.ensure(pool, "b", "B", None)
+        async with pool.acquire() as conn:
+            by_id = await _contact(conn, "a", "+14155550101", tags=[])
+            in_list = await _contact(conn, "a", "+14155550102", tags=[])
+            tagged = await _contact(conn, "a", "+14155550103", tags=["vip"])
+            lead = await _contact(conn, "a", "+14155550104", tags=[], stage="lead")
+            # In two sources at once: counted once.
+            both = await _contact(conn, "a", "+14155550105", tags=["vip"], stage="lead")
+            await _contact(conn, "a", "+14155550106", tags=["other"])  # matches nothing
+            foreign = await _contact(conn, "b", "+14155550107", tags=["vip"])
+        group = await lists.insert(pool, "a", "list", "")
+        added = await lists.add_members(pool, "a", group["id"], [in_list, both])
+        assert added is not None
+        segment = await segments.insert(pool, "a", "leads", "", {"lifecycle_stage": "lead"})
+        raw = campaign_event(campaign_id="c1", account_id="a", mode=SendingMode.SMS, tags=["vip"])
+        raw["audience"] = {
+            "contact_ids": [str(by_id), str(foreign), "not-a-uuid"],
+            "list_ids": [str(group["id"])],
+            "segment_id": str(segment["id"]),
+            "tags": ["vip"],
+            # One new number, one repeated, one already a contact's: two more recipients.
+            "destinations": ["+14155550199", "+14155550199", "+14155550101", "12345"],
+        }
+        total = await _expand(pool, raw)
+        rows = await pool.fetch(
+            "SELECT id, contact_id, phone FROM recipients WHERE campaign_id = 'c1' ORDER BY id"
+        )
+        contacts_in = {r["contact_id"] for r in rows if r["contact_id"]}
+        assert contacts_in == {by_id, in_list, tagged, lead, both}
+        assert sorted(r["phone"] for r in rows if r["contact_id"] is None) == [
+            "+14155550199",
+            "12345",
+        ]
+        assert total == len(rows) == 7
+        assert [r["id"] for r in rows] == list(range(1, 8))
+        batches = await pool.fetchval("SELECT count(*) FROM batches WHERE campaign_id = 'c1'")
+        assert batches == 1
+    finally:
+        await pool.close()
+
+
+async def test_unknown_segment_reaches_nobody_and_completes(pg_url: str) -> None:
+    pool = await db.create_pool(pg_url)
+    try:
+        await accounts.ensure(pool, "a", "A", None)
+        raw = campaign_event(campaign_id="c2", account_id="a", mode=SendingMode.SMS, tags=["x"])
+        raw["audience"] = {"segment_id": str(uuid.uuid4())}
+        assert await _expand(pool, raw) == 0
+        counters = await campaigns.counters(pool, "c2")
+        assert counters is not None
+        assert counters.status == "completed"
+    finally:
+        await pool.close()
+
+
+async def test_opt_outs_reach_the_worker(pg_url: str) -> None:
+    pool = await db.create_pool(pg_url)
+    try:
+        await accounts.ensure(pool, "a", "A", None)
+        async with pool.acquire() as conn:
+            cid = await _contact(conn, "a", "+14155550101", tags=["t"])
+            await conn.execute(
+                "INSERT INTO contact_preferences (contact_id, channel, opted_in) "
+                "VALUES ($1, 'whatsapp', false), ($1, 'sms', true)",
+                cid,
+            )
+        raw = campaign_event(
+            campaign_id="c3", account_id="a", mode=SendingMode.WHATSAPP_SMS, tags=["t"]
+        )
+        assert await _expand(pool, raw) == 1
+        chunk = await recipients.queued_chunk(pool, "c3", 0, 10, 10)
+        assert [r.opted_out for r in chunk] == [frozenset({Channel.WHATSAPP})]
+    finally:
+        await pool.close()

@@ -77,13 +77,21 @@ async def demo(settings: Settings, recipients: int, mode: SendingMode, as_json: 
         stop = anyio.Event()
         ready = anyio.Event()
         summary: dict[str, Any] = {}
-        # The simulator stands in for providers on the far side of the internet: its own
-        # process, so herald's roles get the other core.
-        with process.child(resolved, ["simulator"]):
+        # The simulator stands in for providers on the far side of the internet, and the
+        # ingress and the worker each get a process, as in Kubernetes: the roles share the
+        # cores instead of one event loop.
+        with (
+            process.child(resolved, ["simulator"]),
+            process.child(resolved, ["ingress"]),
+            process.child(resolved, ["worker"]),
+        ):
             await anyio.to_thread.run_sync(
                 process.wait_listening, "127.0.0.1", resolved.simulator_port
             )
-            roles = frozenset(runner.ROLES) - {"simulator"}
+            await anyio.to_thread.run_sync(
+                process.wait_listening, "127.0.0.1", resolved.ingress_port
+            )
+            roles = frozenset(runner.ROLES) - {"simulator", "ingress", "worker"}
             async with anyio.create_task_group() as tg:
                 tg.start_soon(runner.run_roles, resolved, roles, stop, ready)
                 with anyio.fail_after(120):

@@ -20,6 +20,7 @@ from herald.domain.quiet import quiet_until, timezone_for
         ),
         ("+33612345678", {"Europe/Paris"}),
         ("+81312345678", {"Asia/Tokyo"}),
+        ("+447700900123", {None}),  # a number set aside for drama: no zone
         ("not a number", {None}),
     ],
 )

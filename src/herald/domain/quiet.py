@@ -18,7 +18,9 @@ def timezone_for(phone: str) -> str | None:
         parsed = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:
         return None
-    zones = [z for z in number_timezone.time_zones_for_number(parsed) if "/" in z]
+    zones = [
+        z for z in number_timezone.time_zones_for_number(parsed) if "/" in z and z != "Etc/Unknown"
+    ]
     return zones[0] if zones else None
 
 

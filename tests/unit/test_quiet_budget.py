@@ -15,7 +15,7 @@ from herald.domain.quiet import quiet_until, timezone_for
     [
         # UK mobiles span the Crown dependencies' zones; all keep London's time.
         (
-            "+447700900123",
+            "+447911123456",
             {"Europe/London", "Europe/Guernsey", "Europe/Jersey", "Europe/Isle_of_Man"},
         ),
         ("+33612345678", {"Europe/Paris"}),

@@ -63,6 +63,11 @@ class Breaker:
     def __init__(self) -> None:
         self.state = BreakerState()
 
+    def admits(self) -> bool:
+        """Whether a send would go now (without taking a half-open trial slot)."""
+        allowed, _ = admit(self.state, now_s=time.monotonic())
+        return allowed
+
     async def wait(self) -> None:
         while True:
             allowed, self.state = admit(self.state, now_s=time.monotonic())

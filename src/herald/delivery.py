@@ -36,6 +36,7 @@ from herald.providers.base import (
     SendResult,
     WhatsAppTemplate,
 )
+from herald.providers.directory import Directory
 from herald.ratelimit import AdaptiveLimiter
 from herald.settings import Settings
 from herald.store import accounts, attempts, campaigns, recipients
@@ -114,11 +115,11 @@ class Delivery:
         *,
         settings: Settings,
         pool: asyncpg.Pool,
-        providers: Mapping[Channel, Provider],
+        directory: Directory,
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self.providers = providers
+        self.directory = directory
         self._limiters: dict[tuple[str, Channel], AdaptiveLimiter] = {}
         self._breakers: dict[str, Breaker] = {}
         self._quiet: dict[str, tuple[int, int] | None] = {}
@@ -139,6 +140,7 @@ class Delivery:
         """Status events for every recipient in rows (sent, failed or skipped), except those
         held because `gate` said stop (the campaign was paused or cancelled)."""
         by_id = {row.id: row for row in rows}
+        providers = await self.directory.for_account(event.account_id)
         pending = {row.id: (starts or {}).get(row.id, 1) for row in rows}
         pending = await self._outside_quiet_hours(event, by_id, pending)
         # Recipients that reached a provider (now or in an earlier pass) fail, not skip, when
@@ -153,7 +155,7 @@ class Delivery:
                 decision = compose(
                     event=event,
                     recipient=by_id[rid],
-                    available=self.providers.keys(),
+                    available=providers.keys(),
                     default_sms_sender=self.settings.twilio_from,
                     start_attempt=start,
                 )
@@ -165,7 +167,9 @@ class Delivery:
                     messages[rid] = decision
             if not messages:
                 break
-            round_events, unreachable = await self._send_round(event, messages, gate, delivered)
+            round_events, unreachable = await self._send_round(
+                event, messages, providers, gate, delivered
+            )
             events.extend(round_events)
             tried.update(messages)
             pending = {
@@ -208,6 +212,7 @@ class Delivery:
         self,
         event: CampaignConfirmed,
         messages: dict[int, Message],
+        providers: Mapping[Channel, Sequence[Provider]],
         gate: Gate | None,
         delivered: Delivered,
     ) -> tuple[list[StatusEvent], set[int]]:
@@ -229,7 +234,9 @@ class Delivery:
 
         async def run(channel: Channel, ids: list[int]) -> None:
             try:
-                got, moved = await self._send_micro(event, channel, ids, messages, gate, delivered)
+                got, moved = await self._send_micro(
+                    event, providers[channel], channel, ids, messages, gate, delivered
+                )
                 events.extend(got)
                 unreachable.update(moved)
             finally:
@@ -241,16 +248,26 @@ class Delivery:
                 tg.start_soon(run, channel, ids)
         return events, unreachable
 
+    def _pick(self, candidates: Sequence[Provider]) -> Provider:
+        """The first provider account in priority order whose breaker lets sends through;
+        when every one is open, the first (its breaker holds the work until it closes)."""
+        for provider in candidates:
+            breaker = self._breakers.get(provider.name)
+            if breaker is None or breaker.admits():
+                return provider
+        return candidates[0]
+
     async def _send_micro(
         self,
         event: CampaignConfirmed,
+        candidates: Sequence[Provider],
         channel: Channel,
         ids: list[int],
         messages: dict[int, Message],
         gate: Gate | None,
         delivered: Delivered,
     ) -> tuple[list[StatusEvent], set[int]]:
-        provider = self.providers[channel]
+        provider = self._pick(candidates)
         events: list[StatusEvent] = []
         unreachable: set[int] = set()
         created = await attempts.insert_pending(
@@ -282,7 +299,7 @@ class Delivery:
                 if moves_on:
                     unreachable.add(recorded.recipient_id)
 
-        results: dict[int, SendResult] = {}
+        results: dict[int, tuple[SendResult, str]] = {}
         held: list[int] = []
 
         async def send_one(rid: int) -> None:
@@ -292,7 +309,7 @@ class Delivery:
                 if gate is not None and not await gate():
                     held.append(rid)
                     return
-                results[rid] = await self._send(event, rid, messages[rid])
+                results[rid] = await self._send(event, rid, messages[rid], candidates)
             finally:
                 self._slots.release()
 
@@ -303,7 +320,7 @@ class Delivery:
 
         rows: list[attempts.Result] = []
         now_ms = _now_ms()
-        for rid, result in results.items():
+        for rid, (result, used) in results.items():
             message = messages[rid]
             verdict = classify(result)
             code = result.error_code
@@ -316,6 +333,7 @@ class Delivery:
                 attempts.Result(
                     recipient_id=rid,
                     attempt_no=message.attempt,
+                    provider=used,
                     outcome=verdict.outcome,
                     provider_message_id=result.provider_message_id,
                     error_code=code,
@@ -362,8 +380,13 @@ class Delivery:
         ):
             log.warning("campaign %s paused: %s", campaign_id, reason, extra={"event": "paused"})
 
-    async def _send(self, event: CampaignConfirmed, rid: int, message: Message) -> SendResult:
-        provider = self.providers[message.channel]
+    async def _send(
+        self,
+        event: CampaignConfirmed,
+        rid: int,
+        message: Message,
+        candidates: Sequence[Provider],
+    ) -> tuple[SendResult, str]:
         mid = message_id(event.campaign_id, rid, message.attempt)
         callback = f"{self.settings.ingress_url}/callbacks/{message.channel.value}"
         if message.channel is Channel.SMS:
@@ -386,7 +409,7 @@ class Delivery:
             template=template,
         )
         limiter = await self._limiter(event.account_id, message.channel)
-        return await self._send_with_retries(provider, outbound, limiter)
+        return await self._send_with_retries(candidates, outbound, limiter)
 
     async def _limiter(self, account_id: str, channel: Channel) -> AdaptiveLimiter:
         key = (account_id, channel)
@@ -400,12 +423,19 @@ class Delivery:
         return limiter
 
     async def _send_with_retries(
-        self, provider: Provider, message: OutboundMessage, limiter: AdaptiveLimiter
-    ) -> SendResult:
+        self,
+        candidates: Sequence[Provider],
+        message: OutboundMessage,
+        limiter: AdaptiveLimiter,
+    ) -> tuple[SendResult, str]:
+        """The answer and the provider account that gave it. Each try goes to the first
+        provider account whose breaker is closed, so a failing one drains to the next."""
         result = SendResult(accepted=False, error_class=ErrorClass.RETRYABLE)
         channel = message.channel.value
-        breaker = self._breakers.setdefault(provider.name, Breaker())
+        provider = candidates[0]
         for attempt in range(MAX_SEND_TRIES):
+            provider = self._pick(candidates)
+            breaker = self._breakers.setdefault(provider.name, Breaker())
             # Waiting for an open breaker is holding, not trying: it uses up no attempt.
             await breaker.wait()
             waited = time.perf_counter()
@@ -434,11 +464,11 @@ class Delivery:
                 ErrorClass.RETRYABLE,
                 ErrorClass.RATE_LIMITED,
             ):
-                return result
+                return result, provider.name
             # Full jitter, bounded; a Retry-After from the provider is a floor.
             backoff_s = random.uniform(0, min(5.0, 0.1 * 2**attempt))
             await anyio.sleep(max(backoff_s, result.retry_after_s or 0.0))
-        return result
+        return result, provider.name
 
 
 def _unsendable(campaign_id: str, rid: int, skip: Skip, tried: bool, now_ms: int) -> StatusEvent:

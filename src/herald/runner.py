@@ -25,6 +25,7 @@ from herald.bus.producer import producer as kafka_producer
 from herald.bus.topics import ensure_topics
 from herald.ingress import Ingress
 from herald.providers import registry
+from herald.providers.directory import Directory
 from herald.relay import Relay
 from herald.scheduler import Scheduler
 from herald.settings import Settings
@@ -143,12 +144,16 @@ async def run_roles(
                 providers = registry.build(settings, session)
                 for provider in providers.values():
                     stack.push_async_callback(provider.close)
+                directory = Directory(
+                    settings=settings, pool=pool, session=session, defaults=providers
+                )
+                stack.push_async_callback(directory.close)
                 worker = Worker(
                     settings=settings,
                     pool=pool,
                     producer=producer,
                     dead_letter=dead_letter,
-                    providers=providers,
+                    directory=directory,
                     stop=stop,
                 )
                 consumers.append(

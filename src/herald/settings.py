@@ -155,12 +155,22 @@ class Settings:
         default=300.0,
     )
     log_level: str = _doc("Log level", default="INFO")
+    # Credentials that provider_accounts rows name by secret_ref, from HERALD_SECRET_<NAME>.
+    secrets: Mapping[str, Secret] = field(default_factory=dict, metadata={"secrets": True})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {
+            "secrets": {
+                name.removeprefix(SECRET_PREFIX): Secret(value)
+                for name, value in env.items()
+                if name.startswith(SECRET_PREFIX) and len(name) > len(SECRET_PREFIX)
+            }
+        }
         for f in fields(cls):
+            if f.metadata.get("secrets"):
+                continue
             key = env_name(f.name)
             if key not in env:
                 continue
@@ -170,8 +180,10 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """HERALD_* variables that rebuild these settings in a child process."""
-        env = {}
+        env = {f"{SECRET_PREFIX}{name}": secret.value for name, secret in self.secrets.items()}
         for f in fields(self):
+            if f.metadata.get("secrets"):
+                continue
             value = getattr(self, f.name)
             if isinstance(value, Secret):
                 value = value.value
@@ -197,6 +209,9 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+SECRET_PREFIX = "HERALD_SECRET_"
 
 
 def env_name(field_name: str) -> str:
@@ -231,6 +246,11 @@ def describe() -> list[tuple[str, str, str]]:
     rows = []
     defaults = Settings()
     for f in fields(Settings):
+        if f.metadata.get("secrets"):
+            rows.append(
+                (f"{SECRET_PREFIX}<NAME>", "", "A credential a provider_accounts row names")
+            )
+            continue
         default = getattr(defaults, f.name)
         shown = "(set)" if isinstance(default, Secret) and default.value else str(default)
         rows.append((env_name(f.name), shown, f.metadata.get("doc", "")))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import anyio
@@ -25,12 +25,11 @@ from herald.bus import codec
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_STATUS_EVENTS
 from herald.delivery import Delivery
-from herald.domain.channels import Channel
 from herald.domain.compose import RecipientRow
 from herald.domain.events import CampaignConfirmed, EventError, parse_campaign_confirmed
 from herald.domain.status import RecipientStatus, StatusEvent, to_wire
 from herald.domain.work import BatchItem, FallbackItem, parse_work
-from herald.providers.base import Provider
+from herald.providers.directory import Directory
 from herald.settings import Settings
 from herald.store import campaigns, recipients
 
@@ -88,7 +87,7 @@ class Worker:
         pool: asyncpg.Pool,
         producer: AIOKafkaProducer,
         dead_letter: DeadLetter,
-        providers: Mapping[Channel, Provider],
+        directory: Directory,
         stop: anyio.Event,
     ) -> None:
         self.settings = settings
@@ -96,7 +95,7 @@ class Worker:
         self.producer = producer
         self.dead_letter = dead_letter
         self.stop = stop
-        self.delivery = Delivery(settings=settings, pool=pool, providers=providers)
+        self.delivery = Delivery(settings=settings, pool=pool, directory=directory)
         self.control = Control(pool)
         self._events: dict[str, CampaignConfirmed] = {}
 

@@ -1,10 +1,15 @@
-"""The providers a worker sends through, one per channel, from the deployment's settings.
+"""The providers a worker sends through.
 
-An empty base URL (or SMTP host) means the local provider simulator, which speaks the same
-wire formats; that is how `run all`, the demo and the tests run without real accounts.
+Defaults come from the deployment's settings, one per channel; an empty base URL (or SMTP
+host) means the local provider simulator, which speaks the same wire formats. Rows of
+provider_accounts add an account's own provider accounts, several per channel in priority
+order, each built by `build_one` with its credential taken from HERALD_SECRET_<secret_ref>.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
@@ -15,47 +20,91 @@ from herald.providers.rbm import RbmProvider
 from herald.providers.twilio import TwilioProvider
 from herald.providers.viber import ViberProvider
 from herald.providers.whatsapp import WhatsAppProvider
-from herald.settings import Settings
+from herald.settings import Secret, Settings
+
+KINDS: dict[str, Channel] = {
+    "twilio": Channel.SMS,
+    "whatsapp": Channel.WHATSAPP,
+    "rbm": Channel.RCS,
+    "viber": Channel.VIBER,
+    "smtp": Channel.EMAIL,
+}
+
+
+class ProviderConfigError(ValueError):
+    """A provider account row that cannot be built (unknown kind, missing secret)."""
 
 
 def build(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Provider]:
-    timeout_s = settings.send_timeout_s
-    simulator = settings.simulator_url
+    """The deployment's default provider for every channel."""
     return {
-        Channel.SMS: TwilioProvider(
+        channel: build_one(
+            kind, settings=settings, session=session, base_url="", options={}, secret=None
+        )
+        for kind, channel in KINDS.items()
+    }
+
+
+def build_one(
+    kind: str,
+    *,
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    base_url: str,
+    options: Mapping[str, Any],
+    secret: Secret | None,
+) -> Provider:
+    """One provider of `kind`; options and secret override the deployment's settings."""
+    timeout_s = settings.send_timeout_s
+    url = base_url or ""
+
+    def opt(name: str, default: str) -> str:
+        value = options.get(name)
+        return str(value) if value not in (None, "") else default
+
+    if kind == "twilio":
+        return TwilioProvider(
             session=session,
-            base_url=settings.twilio_url,
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token,
+            base_url=url or settings.twilio_url,
+            account_sid=opt("account_sid", settings.twilio_account_sid),
+            auth_token=secret or settings.twilio_auth_token,
             timeout_s=timeout_s,
-        ),
-        Channel.WHATSAPP: WhatsAppProvider(
+        )
+    if kind == "whatsapp":
+        return WhatsAppProvider(
             session=session,
-            base_url=settings.whatsapp_base_url or simulator,
-            phone_number_id=settings.whatsapp_phone_number_id,
-            access_token=settings.whatsapp_access_token,
+            base_url=url or settings.whatsapp_base_url or settings.simulator_url,
+            phone_number_id=opt("phone_number_id", settings.whatsapp_phone_number_id),
+            access_token=secret or settings.whatsapp_access_token,
             timeout_s=timeout_s,
-        ),
-        Channel.RCS: RbmProvider(
+        )
+    if kind == "rbm":
+        return RbmProvider(
             session=session,
-            base_url=settings.rbm_base_url or simulator,
-            agent_id=settings.rbm_agent_id,
-            token=settings.rbm_token,
+            base_url=url or settings.rbm_base_url or settings.simulator_url,
+            agent_id=opt("agent_id", settings.rbm_agent_id),
+            token=secret or settings.rbm_token,
             timeout_s=timeout_s,
-        ),
-        Channel.VIBER: ViberProvider(
+        )
+    if kind == "viber":
+        return ViberProvider(
             session=session,
-            base_url=settings.viber_base_url or simulator,
-            auth_token=settings.viber_auth_token,
-            sender_name=settings.viber_sender_name,
+            base_url=url or settings.viber_base_url or settings.simulator_url,
+            auth_token=secret or settings.viber_auth_token,
+            sender_name=opt("sender_name", settings.viber_sender_name),
             timeout_s=timeout_s,
-        ),
-        Channel.EMAIL: SmtpEmailProvider(
-            host=settings.smtp_host or "127.0.0.1",
-            port=settings.smtp_port if settings.smtp_host else settings.simulator_smtp_port,
-            username=settings.smtp_username or None,
-            password=settings.smtp_password if settings.smtp_username else None,
+        )
+    if kind == "smtp":
+        host = opt("host", settings.smtp_host)
+        username = opt("username", settings.smtp_username)
+        return SmtpEmailProvider(
+            host=host or "127.0.0.1",
+            port=int(
+                opt("port", str(settings.smtp_port if host else settings.simulator_smtp_port))
+            ),
+            username=username or None,
+            password=(secret or settings.smtp_password) if username else None,
             use_tls=settings.smtp_tls,
             timeout_s=timeout_s,
-        ),
-    }
+        )
+    raise ProviderConfigError(f"unknown provider kind {kind!r}")

@@ -29,6 +29,7 @@ class Recorded:
 class Result:
     recipient_id: int
     attempt_no: int
+    provider: str
     outcome: str
     provider_message_id: str | None
     error_code: str | None
@@ -79,6 +80,7 @@ async def record_results(pool: asyncpg.Pool, campaign_id: str, results: Sequence
         campaign_id,
         [r.recipient_id for r in results],
         [r.attempt_no for r in results],
+        [r.provider for r in results],
         [r.outcome for r in results],
         [r.provider_message_id for r in results],
         [r.error_code for r in results],

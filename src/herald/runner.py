@@ -298,6 +298,9 @@ async def _start_simulator(settings: Settings, stack: AsyncExitStack) -> None:
         viber_token=settings.viber_auth_token,
         callback_base_url=settings.ingress_url,
         behaviour=behaviour,
+        # Meta batches statuses into one webhook under load; so does the stand-in.
+        whatsapp_batch_max=100,
+        whatsapp_batch_window_ms=20,
     )
     await simulator.start()
     stack.push_async_callback(simulator.stop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -57,20 +58,31 @@ async def pg_template(pg_server: EmbeddedPostgres) -> str:
     return TEMPLATE_DB
 
 
+@asynccontextmanager
+async def cloned_database(
+    server: EmbeddedPostgres, template: str, prefix: str = "t"
+) -> AsyncIterator[str]:
+    """A fresh database cloned from the migrated template, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(server.url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    finally:
+        await conn.close()
+    try:
+        yield database_url(server.url, name)
+    finally:
+        conn = await asyncpg.connect(server.url)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
 @pytest.fixture
 async def pg_url(pg_server: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(pg_server.url)
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
-    finally:
-        await conn.close()
-    yield database_url(pg_server.url, name)
-    conn = await asyncpg.connect(pg_server.url)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    async with cloned_database(pg_server, pg_template) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

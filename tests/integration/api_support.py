@@ -18,23 +18,13 @@ from herald.api.config import ApiConfig
 from herald.api.keys import create_account_key
 from herald.embedded import EmbeddedPostgres
 from herald.store import db
-from tests.conftest import database_url
+from tests.conftest import cloned_database
 
 
 @pytest.fixture(scope="module")
 async def api_db_url(pg_server: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
-    name = f"api_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(pg_server.url)
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
-    finally:
-        await conn.close()
-    yield database_url(pg_server.url, name)
-    conn = await asyncpg.connect(pg_server.url)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    async with cloned_database(pg_server, pg_template, prefix="api") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

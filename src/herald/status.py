@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -31,7 +31,7 @@ from herald.domain.status import (
     RecipientState,
     RecipientStatus,
     StatusEvent,
-    delta,
+    delta_flags,
     fold,
     for_recipient,
     from_wire,
@@ -99,7 +99,10 @@ class StatusFolder:
             current = await recipients.lock_states(conn, by_recipient)
             result.orphans = set(by_recipient) - set(current)
             writes: list[tuple[tuple[str, int], RecipientState]] = []
-            totals: dict[str, CounterDelta] = defaultdict(CounterDelta)
+            # Metric increments are gathered per fold: a labels() call per event costs more
+            # than the fold itself.
+            folded_callbacks: Counter[tuple[str, str, str]] = Counter()
+            totals: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
             changed = 0
             for key, evs in by_recipient.items():
                 before = current.get(key)
@@ -109,14 +112,18 @@ class StatusFolder:
                 after = fold(before, [for_recipient(e, length) for e in evs])
                 if after != before:
                     writes.append((key, after))
-                    totals[key[0]] += delta(before, after)
+                    _add(totals[key[0]], delta_flags(before, after))
                     changed += len(evs)
-                _count_callbacks(evs, changed=after != before)
+                outcome = "changed" if after != before else "unchanged"
+                for e in evs:
+                    if e.source not in _OWN_SOURCES:
+                        folded_callbacks[(e.channel, e.status.value, outcome)] += 1
 
             locked = await attempts.lock_states(conn, (k for k in by_attempt if k[:2] in current))
             attempt_writes = []
-            channel_totals: dict[tuple[str, str], CounterDelta] = defaultdict(CounterDelta)
+            channel_totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * 7)
             fallback_due: list[tuple[str, int, int]] = []
+            delays: dict[str, list[float]] = defaultdict(list)
             now = datetime.now(UTC)
             for akey, evs in by_attempt.items():
                 found = locked.get(akey)
@@ -130,11 +137,9 @@ class StatusFolder:
                 )
                 attempt_writes.append((akey, after, provider_id))
                 channel = found.state.channel or ""
-                channel_totals[(akey[0], channel)] += delta(found.state, after)
+                _add(channel_totals[(akey[0], channel)], delta_flags(found.state, after))
                 if after.status in _DELIVERED and found.state.status not in _DELIVERED:
-                    metrics.CALLBACK_DELAY.labels(channel=channel).observe(
-                        max(0.0, (now - found.created_at).total_seconds())
-                    )
+                    delays[channel].append(max(0.0, (now - found.created_at).total_seconds()))
                 steps = chains.get(akey[0], ())
                 if _hands_over(found.state, after, evs, akey[2], len(steps)):
                     fallback_due.append((akey[0], akey[1], akey[2] + 1))
@@ -147,9 +152,17 @@ class StatusFolder:
             await recipients.write_states(conn, writes)
             await attempts.write_states(conn, attempt_writes)
             await recipients.set_fallback_due(conn, fallback_due)
-            await campaigns.apply_counters(conn, totals)
-            await campaigns.apply_channel_counters(conn, channel_totals)
+            await campaigns.apply_counters(conn, {k: CounterDelta.of(v) for k, v in totals.items()})
+            await campaigns.apply_channel_counters(
+                conn, {k: CounterDelta.of(v) for k, v in channel_totals.items()}
+            )
             completed = await campaigns.complete_finished(conn, list({k[0] for k in by_recipient}))
+        for channel, values in delays.items():
+            histogram = metrics.CALLBACK_DELAY.labels(channel=channel)
+            for value in values:
+                histogram.observe(value)
+        for (channel, status, outcome), n in folded_callbacks.items():
+            metrics.CALLBACKS_FOLDED.labels(channel=channel, status=status, outcome=outcome).inc(n)
         result.fallbacks_due = len(fallback_due)
         if fallback_due:
             self.fallback_wake.set()
@@ -203,14 +216,12 @@ class StatusFolder:
         return {c: self._chains[c] for c in campaign_ids if c in self._chains}
 
 
-def _count_callbacks(events: Sequence[StatusEvent], *, changed: bool) -> None:
-    for e in events:
-        if e.source not in ("worker", "sweeper"):
-            metrics.CALLBACKS_FOLDED.labels(
-                channel=e.channel,
-                status=e.status.value,
-                outcome="changed" if changed else "unchanged",
-            ).inc()
+_OWN_SOURCES = frozenset({"worker", "sweeper"})
+
+
+def _add(total: list[int], flags: Sequence[int]) -> None:
+    for i, value in enumerate(flags):
+        total[i] += value
 
 
 def _hands_over(

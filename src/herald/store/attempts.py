@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from herald.domain.status import RecipientState, RecipientStatus
+from herald.domain.status import STATUSES, RecipientState
 from herald.store.queries import sql
 
 AttemptKey = tuple[str, int, int]
@@ -107,7 +107,7 @@ async def lock_states(
     return {
         (r["campaign_id"], r["recipient_id"], r["attempt_no"]): LockedAttempt(
             state=RecipientState(
-                status=RecipientStatus(r["status"]),
+                status=STATUSES[r["status"]],
                 accepted=r["accepted"],
                 channel=r["channel"],
                 error_code=r["error_code"],

@@ -10,7 +10,7 @@ import asyncpg
 
 from herald.domain.channels import Channel
 from herald.domain.compose import RecipientRow
-from herald.domain.status import RecipientState, RecipientStatus
+from herald.domain.status import STATUSES, RecipientState
 from herald.store.queries import sql
 
 RecipientKey = tuple[str, int]
@@ -61,7 +61,7 @@ async def lock_states(
     )
     return {
         (r["campaign_id"], r["id"]): RecipientState(
-            status=RecipientStatus(r["status"]),
+            status=STATUSES[r["status"]],
             accepted=r["accepted"],
             channel=r["channel"],
             error_code=r["error_code"],

@@ -68,7 +68,11 @@ class Ingress:
         return app
 
     async def twilio(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (UnicodeDecodeError, ValueError):
+            # Undecodable cannot be signed: treated as any other unsigned request.
+            return _unsigned("twilio", "X-Twilio-Signature")
         params = {k: str(v) for k, v in form.items()}
         # Twilio signs the URL it was given: herald's public ingress URL plus path and query.
         url = f"{self.settings.ingress_url}{request.path_qs}"

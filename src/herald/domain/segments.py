@@ -279,4 +279,10 @@ def _when(value: object, path: str) -> datetime:
         except ValueError:
             raise RuleError(path, "must be an ISO 8601 date or date-time") from None
         parsed = datetime(day.year, day.month, day.day)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        # A date whose UTC form falls outside datetime's range cannot reach PostgreSQL.
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise RuleError(path, "is outside the supported date range") from None
+    return parsed

@@ -207,6 +207,9 @@ def delta(before: RecipientState, after: RecipientState) -> CounterDelta:
     return CounterDelta.of(delta_flags(before, after))
 
 
+MAX_RECIPIENT_ID = 2**31 - 1  # recipients.id is a PostgreSQL integer
+MAX_ATTEMPT = 32
+
 # Error code of the failure the sweeper records when a channel stayed silent too long.
 WINDOW_EXPIRED = "fallback_window"
 
@@ -239,9 +242,13 @@ def parse_message_id(value: str) -> tuple[str, int, int]:
     campaign_id, recipient, attempt = value.rsplit(".", 2)
     if not campaign_id:
         raise ValueError("empty campaign id")
+    if not (recipient.isascii() and attempt.isascii()) or len(recipient) > 10:
+        raise ValueError("recipient and attempt are decimal numbers")
     recipient_id, attempt_no = int(recipient), int(attempt)
-    if recipient_id < 1 or attempt_no < 1:
-        raise ValueError("recipient and attempt start at 1")
+    # The same bounds from_wire and the store hold: an id PostgreSQL's integer takes, an
+    # attempt within the longest chain.
+    if not 1 <= recipient_id <= MAX_RECIPIENT_ID or not 1 <= attempt_no <= MAX_ATTEMPT:
+        raise ValueError("recipient or attempt out of range")
     return campaign_id, recipient_id, attempt_no
 
 
@@ -286,9 +293,9 @@ def from_wire(raw: object) -> StatusEvent:
         # Unresolved: a provider that echoes only its own message id (resolved by the folder).
         if not raw.get("pm") or recipient_id != 0 or attempt != 0:
             raise ValueError("an event without a campaign needs pm and r=a=0")
-    elif type(recipient_id) is not int or recipient_id < 1:
+    elif type(recipient_id) is not int or not 1 <= recipient_id <= MAX_RECIPIENT_ID:
         raise ValueError("r must be a recipient id")
-    if type(attempt) is not int or attempt < 0 or attempt > 32:
+    if type(attempt) is not int or attempt < 0 or attempt > MAX_ATTEMPT:
         raise ValueError("a must be an attempt number")
     occurred = raw.get("t", 0)
     return StatusEvent(

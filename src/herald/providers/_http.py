@@ -179,12 +179,21 @@ def basic_authorization(login: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
 
 
+# Later than any real callback (year 2286) yet inside what JSON and Kafka records carry.
+MAX_EPOCH_MS = 10**13
+MAX_EPOCH_DIGITS = 16
+
+
 def epoch_ms(value: object, *, unit_ms: int) -> int | None:
     """A provider timestamp (seconds or milliseconds since the epoch, as int or digits) in ms."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and value > 0:
+    if isinstance(value, str):
+        text = value.strip()
+        # ASCII digits only ('²'.isdigit() is True) and short: int() must not raise or crawl.
+        if not (text.isascii() and text.isdigit() and len(text) <= MAX_EPOCH_DIGITS):
+            return None
+        value = int(text)
+    if isinstance(value, int) and 0 < value * unit_ms <= MAX_EPOCH_MS:
         return value * unit_ms
     return None

@@ -369,7 +369,8 @@ def verify_signature(
     if not signature_b64 or not timestamp or not public_key_b64:
         return False
     stamp = timestamp.strip()
-    if not stamp.isascii() or not stamp.isdigit():
+    # Ten digits cover every real second count; a longer one is refused before int() sees it.
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
         return False
     if not math.isfinite(now_s) or abs(now_s - int(stamp)) > tolerance_s:
         return False

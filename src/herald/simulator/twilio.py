@@ -6,7 +6,6 @@ import base64
 import binascii
 import email.utils
 import hmac
-import math
 import re
 import urllib.parse
 import uuid
@@ -18,6 +17,7 @@ from aiohttp import web
 from yarl import URL
 
 from herald.domain.channels import Channel
+from herald.domain.sms import num_segments as num_segments  # re-exported for the simulator
 from herald.providers.twilio import API_VERSION, signature
 from herald.settings import Secret
 from herald.simulator.behaviour import Fault
@@ -44,27 +44,8 @@ _ERROR_MESSAGES: Final[Mapping[int, str]] = {
     21617: "The concatenated message body exceeds the 1600 character limit.",
 }
 
+
 # GSM 03.38 default alphabet and its extension table (extension characters cost two septets).
-_GSM_BASIC: Final = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENDED: Final = frozenset("^{}\\[~]|€\f")
-
-
-def num_segments(body: str) -> int:
-    """SMS segments for body: GSM-7 when every character fits, otherwise UCS-2."""
-    if all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in body):
-        units = sum(2 if ch in _GSM_EXTENDED else 1 for ch in body)
-        single, multi = 160, 153
-    else:
-        units = len(body.encode("utf-16-le")) // 2  # astral characters take two units
-        single, multi = 70, 67
-    if units <= single:
-        return 1
-    return math.ceil(units / multi)
-
-
 def twilio_error(status: int, code: int, message: str | None = None) -> dict[str, Any]:
     return {
         "code": code,

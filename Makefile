@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck clean
+.PHONY: demo test check lint typecheck faults bench bench-control clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# The fault suite at a larger size, ending with a table of scenario, invariant and result.
+faults: $(STAMP)
+	FAULT_SCALE=large $(BIN)/pytest -q tests/faults -p tests.faults.report
+
+# Benchmarks (bounded; figures on shared machines are read as ratios within one run).
+bench: $(STAMP)
+	$(BIN)/python load-tests/bench_e2e.py --recipients 20000
+
+bench-control: $(STAMP)
+	$(BIN)/python load-tests/bench_control.py
 
 clean:
 	rm -rf $(VENV) .herald-data .pytest_cache .mypy_cache .ruff_cache

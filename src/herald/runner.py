@@ -163,7 +163,7 @@ async def run_roles(
                     partial(
                         every,
                         settings.sweep_interval_s,
-                        partial(sweeper.expire_windows, providers),
+                        partial(sweeper.expire_windows, directory),
                         stop,
                     )
                 )

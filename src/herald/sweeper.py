@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 import anyio
 import asyncpg
@@ -35,7 +35,7 @@ from herald.domain.status import (
     to_wire,
 )
 from herald.domain.work import MAX_FALLBACK_ITEMS, FallbackItem, fallback_to_wire
-from herald.providers.base import Provider
+from herald.providers.directory import Directory
 from herald.settings import Settings
 from herald.status import StatusFolder
 from herald.store import attempts, parked, recipients
@@ -104,7 +104,7 @@ class Sweeper:
             await parked.delete(conn, [p.id for p in ready + expired])
         return len(ready) + len(expired)
 
-    async def expire_windows(self, providers: Mapping[Channel, Provider]) -> int:
+    async def expire_windows(self, directory: Directory) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             waiting = await attempts.claim_expired_windows(conn, CLAIM_LIMIT)
             if not waiting:
@@ -112,8 +112,7 @@ class Sweeper:
             now_ms = int(time.time() * 1000)
             by_campaign: dict[str, list[StatusEvent]] = defaultdict(list)
             for w in waiting:
-                channel = Channel(w.channel)
-                provider = providers.get(channel)
+                provider = directory.by_label(w.provider, Channel(w.channel))
                 revoke = getattr(provider, "revoke", None)
                 if revoke is not None and w.phone:
                     mid = message_id(w.campaign_id, w.recipient_id, w.attempt_no)

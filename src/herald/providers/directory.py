@@ -90,6 +90,13 @@ class Directory:
         self._built[row.id] = provider
         return provider
 
+    def by_label(self, label: str, channel: Channel) -> Provider | None:
+        """The provider an attempt names (its label), else the channel's default."""
+        for provider in self._built.values():
+            if provider.name == label:
+                return provider
+        return self.defaults.get(channel)
+
     async def close(self) -> None:
         for provider in self._built.values():
             await provider.close()

@@ -54,6 +54,14 @@ class Settings:
         "Largest JSON request body the API accepts (bulk import streams are exempt)",
         default=4 * 1024 * 1024,
     )
+    api_rate_limit_per_s: float = _doc(
+        "Requests per second each API key may make on average (a token bucket per key, per API "
+        "process); 0 turns the limit off",
+        default=50.0,
+    )
+    api_rate_limit_burst: int = _doc(
+        "Requests an API key may make at once before the rate applies", default=100
+    )
     relay_poll_s: float = _doc("How often the outbox relay looks for unpublished rows", default=0.2)
     ingress_port: int = _doc("Callback ingress port", default=8081)
     simulator_port: int = _doc("Provider simulator port", default=8082)

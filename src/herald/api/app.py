@@ -34,7 +34,9 @@ from herald.api import (
 from herald.api.config import ApiConfig
 from herald.api.envelope import ErrorEnvelope
 from herald.api.errors import ApiError, ErrorCode
+from herald.api.guard import storable_input
 from herald.api.middleware import BodyLimit, RequestContext
+from herald.api.ratelimit import KeyedBuckets, RateLimit
 from herald.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,17 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "Missing or invalid X-API-Key"),
         (404, "Not found (also for other accounts' resources)"),
         (409, "The resource's state does not allow this"),
+        (413, "The request body is too large"),
+        (415, "The body's content type is not accepted here"),
         (422, "Validation failed; error.field names the input"),
+        (429, "Too many requests for this API key; retry after Retry-After seconds"),
     )
+}
+_ERROR_RESPONSES[429]["headers"] = {
+    "Retry-After": {
+        "description": "Whole seconds until this API key may make another request",
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
@@ -94,7 +105,7 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
-        dependencies=[Depends(_known_query)],
+        dependencies=[Depends(_known_query), Depends(storable_input)],
         responses=_ERROR_RESPONSES,
     )
     app.state.pool = pool
@@ -116,6 +127,8 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
     app.add_middleware(
         BodyLimit, max_bytes=config.max_body_bytes, streaming_suffixes=imports.STREAMING_PATHS
     )
+    # Inside RequestContext (a 429 carries the request id), before the body is read.
+    app.add_middleware(RateLimit, buckets=rate_buckets(config))
     app.add_middleware(RequestContext)
 
     @app.get("/healthz", include_in_schema=False)
@@ -123,6 +136,15 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def rate_buckets(config: ApiConfig) -> KeyedBuckets | None:
+    """The per-key request buckets the config asks for; None when the limit is off."""
+    if config.rate_limit_per_s <= 0:
+        return None
+    return KeyedBuckets(
+        rate_per_s=config.rate_limit_per_s, burst_requests=max(1, config.rate_limit_burst)
+    )
 
 
 class _Server(uvicorn.Server):

@@ -38,7 +38,7 @@ from herald.domain.events import (
     EventError,
     parse_campaign_confirmed,
 )
-from herald.simulator.app import num_segments
+from herald.domain.sms import num_segments
 
 MAX_DESTINATIONS = 100_000  # seed 003: one campaign reaches up to 100,000 numbers directly
 MAX_AUDIENCE_IDS = 10_000

@@ -235,7 +235,10 @@ def _day(value: date | None, *, end: bool) -> datetime | None:
     if value is None:
         return None
     start = datetime.combine(value, time(0), tzinfo=UTC)
-    return start + timedelta(days=1) if end else start
+    if not end:
+        return start
+    # date.max has no next day: its end is the last instant there is.
+    return datetime.max.replace(tzinfo=UTC) if value == date.max else start + timedelta(days=1)
 
 
 @router.get("", response_model=ListEnvelope[Campaign])
@@ -274,7 +277,7 @@ async def list_campaigns(
         pool,
         account,
         filters,
-        after=pagination.time_id(kind, paging.cursor),
+        after=pagination.time_id(kind, paging.cursor, uuid_ids=False),
         ascending=direction == "asc",
         limit=paging.limit + 1,
     )

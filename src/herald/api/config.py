@@ -24,9 +24,13 @@ DEFAULT_UNIT_PRICES: Mapping[Channel, Decimal] = MappingProxyType(
 
 @dataclass(frozen=True, kw_only=True)
 class ApiConfig:
-    bootstrap_api_key: str = ""
+    # A credential: kept out of repr, so a logged or printed config never shows it.
+    bootstrap_api_key: str = field(default="", repr=False)
     bootstrap_account_id: str = "dev"
     max_body_bytes: int = 4 * 1024 * 1024
+    # Requests per second each API key may make on average, and at once; 0 turns it off.
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 100
     import_max_rows: int = 5_000_000
     import_max_line_bytes: int = 64 * 1024
     import_batch_rows: int = 5_000
@@ -49,9 +53,14 @@ class ApiConfig:
         account = getattr(settings, "bootstrap_account_id", None)
         if isinstance(account, str) and account and bootstrap_account_id == "dev":
             bootstrap_account_id = account
-        max_body = getattr(settings, "api_max_body_bytes", None)
-        if isinstance(max_body, int) and "max_body_bytes" not in overrides:
-            overrides["max_body_bytes"] = max_body
+        for setting, name, kind in (
+            ("api_max_body_bytes", "max_body_bytes", int),
+            ("api_rate_limit_per_s", "rate_limit_per_s", (int, float)),
+            ("api_rate_limit_burst", "rate_limit_burst", int),
+        ):
+            value = getattr(settings, setting, None)
+            if isinstance(value, kind) and name not in overrides:
+                overrides[name] = value
         return cls(
             bootstrap_api_key=bootstrap_api_key,
             bootstrap_account_id=bootstrap_account_id,

@@ -309,7 +309,7 @@ async def activity(
     position = pagination.decode("activity", paging.cursor, 2)
     after: tuple[Any, Any] = (None, None)
     if position is not None:
-        after = (_stamp(position[0]), str(position[1]))
+        after = (pagination.moment(position[0]), pagination.text_key(position[1]))
     rows = await contacts_api.activity(
         pool, account, row["id"], after=after, limit=paging.limit + 1
     )
@@ -329,10 +329,3 @@ async def activity(
         for r in items
     ]
     return page(request, events, cursor)
-
-
-def _stamp(value: Any) -> datetime:
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ApiError(ErrorCode.INVALID_CURSOR, field="cursor") from None

@@ -36,6 +36,7 @@ class ErrorCode(Enum):
     UNKNOWN_PARAMETER = _Spec(1002, 422, "The request names a parameter this endpoint lacks")
     INVALID_CURSOR = _Spec(1003, 400, "The cursor is not one herald issued for this list")
     PAYLOAD_TOO_LARGE = _Spec(1004, 413, "The request body is too large")
+    RATE_LIMITED = _Spec(1005, 429, "Too many requests for this API key; see Retry-After")
     UNAUTHORIZED = _Spec(1010, 401, "A valid X-API-Key header is required")
     NOT_FOUND = _Spec(1020, 404, "No such resource")
     METHOD_NOT_ALLOWED = _Spec(1021, 405, "The resource does not accept this method")
@@ -134,11 +135,15 @@ def validation_error(errors: list[dict[str, Any]] | Any) -> tuple[ErrorCode, str
 
 
 _HTTP_CODES = {
+    # FastAPI answers a body it cannot decode at all (e.g. nested past the parser's limit)
+    # with a bare 400.
+    400: ErrorCode.MALFORMED_REQUEST,
     404: ErrorCode.NOT_FOUND,
     405: ErrorCode.METHOD_NOT_ALLOWED,
     413: ErrorCode.PAYLOAD_TOO_LARGE,
     415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     401: ErrorCode.UNAUTHORIZED,
+    429: ErrorCode.RATE_LIMITED,
 }
 
 

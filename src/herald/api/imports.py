@@ -24,6 +24,7 @@ from herald.api.contacts import ContactIn
 from herald.api.envelope import Envelope, ok
 from herald.api.errors import ApiError, ErrorCode, validation_error
 from herald.api.fields import parse_uuid
+from herald.api.guard import problem
 from herald.store import contacts_api, lists
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -143,6 +144,11 @@ def csv_row(header: list[str], values: list[str]) -> dict[str, Any]:
 
 def contact_record(account: str, raw: dict[str, Any]) -> tuple[Any, ...]:
     """A COPY record for a validated row; raises ApiError naming the bad field."""
+    # One such value would fail the COPY, and with it the whole import.
+    unstorable = problem(raw)
+    if unstorable is not None:
+        fld, reason = unstorable
+        raise ApiError(ErrorCode.VALIDATION_FAILED, reason, field=fld)
     try:
         contact = ContactIn.model_validate(raw)
     except ValidationError as exc:

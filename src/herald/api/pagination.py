@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Query
 
 from herald.api.errors import ApiError, ErrorCode
+from herald.api.guard import MAX_INT, text_problem
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -62,17 +64,49 @@ def decode(kind: str, cursor: str | None, size: int) -> list[Any] | None:
     return value[1:]
 
 
-def time_id(kind: str, cursor: str | None) -> tuple[datetime | None, str | None]:
-    """A (created_at, id) keyset position."""
+def time_id(
+    kind: str, cursor: str | None, *, uuid_ids: bool = True
+) -> tuple[datetime | None, str | None]:
+    """A (created_at, id) keyset position; the id must be a UUID unless uuid_ids is off.
+
+    Cursors come back from clients, so a forged one is checked like any other input.
+    """
     position = decode(kind, cursor, 2)
     if position is None:
         return None, None
     stamp, ident = position
-    if not isinstance(stamp, str) or not isinstance(ident, str):
+    return moment(stamp), text_key(ident, uuid_ids=uuid_ids)
+
+
+def text_key(value: object, *, uuid_ids: bool = False) -> str:
+    """A cursor's text part: storable text (and a UUID when uuid_ids)."""
+    if not isinstance(value, str) or text_problem(value) is not None:
+        raise ApiError(ErrorCode.INVALID_CURSOR, field="cursor")
+    if uuid_ids:
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise ApiError(ErrorCode.INVALID_CURSOR, field="cursor") from None
+    return value
+
+
+def serial(value: object, *, maximum: int = MAX_INT) -> int:
+    """A cursor's integer part: from 0 to `maximum` (what the keyed column holds)."""
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise ApiError(ErrorCode.INVALID_CURSOR, field="cursor")
+    return value
+
+
+def moment(value: object) -> datetime:
+    """A cursor's time: an ISO time with a zone that PostgreSQL can take (in UTC range)."""
+    if not isinstance(value, str):
         raise ApiError(ErrorCode.INVALID_CURSOR, field="cursor")
     try:
-        return datetime.fromisoformat(stamp), ident
-    except ValueError:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("no zone")
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ApiError(ErrorCode.INVALID_CURSOR, field="cursor") from None
 
 

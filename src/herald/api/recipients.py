@@ -23,7 +23,6 @@ from herald.api.campaigns import (
     templates_of,
 )
 from herald.api.envelope import Envelope, ListEnvelope, ok, page
-from herald.api.errors import ApiError, ErrorCode
 from herald.domain.channels import Channel, chain
 from herald.domain.segments import compile_rules
 from herald.domain.status import RecipientStatus
@@ -136,11 +135,8 @@ async def campaign_recipients(
     """Per-recipient delivery status with error codes, in recipient order."""
     current = await existing(pool, account, campaign_id)
     position = pagination.decode("recipients", paging.cursor, 1)
-    after = 0
-    if position is not None:
-        if type(position[0]) is not int:
-            raise ApiError(ErrorCode.INVALID_CURSOR, field="cursor")
-        after = position[0]
+    # recipients.id is a PostgreSQL integer.
+    after = 0 if position is None else pagination.serial(position[0], maximum=2**31 - 1)
     rows = await drafts.recipients(
         pool,
         current["id"],

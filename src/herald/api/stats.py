@@ -85,8 +85,13 @@ def _start(value: date | None) -> datetime | None:
 
 
 def _end(value: date | None) -> datetime | None:
+    """The first instant after the UTC day `value` (the last instant there is for date.max)."""
     start = _start(value)
-    return None if start is None else start + timedelta(days=1)
+    if start is None:
+        return None
+    if value == date.max:
+        return datetime.max.replace(tzinfo=UTC)
+    return start + timedelta(days=1)
 
 
 @router.get("/stats", response_model=Envelope[AccountStats])
@@ -142,12 +147,7 @@ async def _bucket_page(
         )
     kind = f"buckets-{aggregate_on}-{direction}"
     position = pagination.decode(kind, paging.cursor, 1)
-    after = None
-    if position is not None:
-        try:
-            after = datetime.fromisoformat(str(position[0]))
-        except ValueError:
-            raise ApiError(ErrorCode.INVALID_CURSOR, field="cursor") from None
+    after = None if position is None else pagination.moment(position[0])
     start, end = _start(start_date), _end(end_date)
     assert start is not None and end is not None
     rows = await stats.buckets(

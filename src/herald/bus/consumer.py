@@ -166,8 +166,14 @@ async def _handle(
             reason = f"handler: {type(exc).__name__}: {exc}"
             log.exception("handler failed", extra={"event": "handler_failed"})
         if failures >= MAX_HANDLER_FAILURES:
+            if len(records) == 1:
+                await dead_letter.send(records[0], reason)
+                return True
+            # One poison record must not take good ones with it: try each on its own, so only
+            # the ones that fail by themselves are dead-lettered.
             for record in records:
-                await dead_letter.send(record, reason)
+                if not await _handle(tp, [record], handler, dead_letter, stop):
+                    return False
             return True
         if stop.is_set():
             return False

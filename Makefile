@@ -33,7 +33,7 @@ faults: $(STAMP)
 
 # Benchmarks (bounded; figures on shared machines are read as ratios within one run).
 bench: $(STAMP)
-	$(BIN)/python load-tests/bench_e2e.py --recipients 20000
+	$(BIN)/python load-tests/bench_e2e.py --recipients 10000
 
 bench-control: $(STAMP)
 	$(BIN)/python load-tests/bench_control.py

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 MAX_SEND_TRIES = 5
 # Attempt rows are written and answers recorded this many sends at a time.
-MICRO_BATCH = 64
+MICRO_BATCH = 32
 # Answers that say the provider itself is in trouble (they feed its circuit breaker).
 _PROVIDER_TROUBLE = frozenset({ErrorClass.RETRYABLE, ErrorClass.AMBIGUOUS})
 # Failures that say something about the recipient, not the campaign: outside its budget.
@@ -230,7 +230,9 @@ class Delivery:
         ]
         events: list[StatusEvent] = []
         unreachable: set[int] = set()
-        lanes = anyio.Semaphore(-(-self.settings.worker_concurrency // size) + 1)
+        # Enough lanes that the concurrency stays full while some micro-batches wait for their
+        # slowest send or their bookkeeping.
+        lanes = anyio.Semaphore(-(-self.settings.worker_concurrency // size) + 2)
 
         async def run(channel: Channel, ids: list[int]) -> None:
             try:

@@ -3,7 +3,7 @@
 A provider's 429 is the ground truth: the rate halves (multiplicative decrease) and sends
 wait out its Retry-After; every second without one gives back a tenth of the configured
 rate (additive increase) up to the configured rate. The decisions are pure functions over
-RateState; AdaptiveLimiter applies them to a bucket that holds a tenth of a second of tokens,
+RateState; AdaptiveLimiter applies them to a bucket that holds 40 ms of tokens,
 so a rate is kept smoothly within each second instead of in bursts.
 """
 
@@ -19,7 +19,9 @@ MIN_SHARE = 0.05  # never below 5% of the configured rate
 DECREASE = 0.5
 INCREASE_SHARE = 0.1
 INCREASE_EVERY_S = 1.0
-BUCKET_S = 0.1
+# The bucket holds 40 ms of tokens: after a lull any one-second window carries at most 4%
+# more than the rate (a bigger bucket lets a burst push a window past the +5% bound).
+BUCKET_S = 0.04
 
 
 @dataclass(frozen=True, kw_only=True)

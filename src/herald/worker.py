@@ -45,17 +45,23 @@ class Control:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self._seen: dict[str, tuple[float, str]] = {}
+        self._refreshing: set[str] = set()
 
     async def status(self, campaign_id: str) -> str:
         now = time.monotonic()
         seen = self._seen.get(campaign_id)
-        if seen is None or now - seen[0] > CONTROL_TTL_S:
+        if seen is not None and (now - seen[0] <= CONTROL_TTL_S or campaign_id in self._refreshing):
+            # One caller refreshes; the many sends checking meanwhile use the last value.
+            return seen[1]
+        self._refreshing.add(campaign_id)
+        try:
             status = await campaigns.status_of(self.pool, campaign_id) or "unknown"
-            if len(self._seen) > 10_000:
-                self._seen.clear()
-            self._seen[campaign_id] = (now, status)
-            return status
-        return seen[1]
+        finally:
+            self._refreshing.discard(campaign_id)
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[campaign_id] = (time.monotonic(), status)
+        return status
 
     async def sending(self, campaign_id: str) -> bool:
         return await self.status(campaign_id) == "sending"

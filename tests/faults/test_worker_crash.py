@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 
+import aiohttp
 import anyio
 import asyncpg
 import pytest
@@ -44,6 +45,15 @@ async def _campaign(settings: Settings, pool: asyncpg.Pool) -> str:
     event["batch_size"] = 1_000
     await publish_event(settings, event)
     return campaign_id
+
+
+async def _simulator_duplicates(settings: Settings) -> int:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{settings.simulator_url}/_simulator/stats") as response,
+    ):
+        stats = await response.json()
+    return sum(stats["duplicates"].values())
 
 
 async def _attempts(pool: asyncpg.Pool, campaign_id: str) -> int:
@@ -93,9 +103,12 @@ async def test_sigkill_mid_campaign(crash_settings: Settings) -> None:
         repeated = await pool.fetchval(
             "SELECT count(*) FROM attempts WHERE campaign_id = $1 AND sends > 1", campaign_id
         )
-        # Only sends whose answer the kill lost may repeat, once each: those in flight plus
-        # one micro-batch of attempt rows written just ahead of them.
-        assert repeated <= 2 * settings.worker_concurrency
+        # Attempts whose answer the kill lost are sent once more: at most the micro-batches
+        # whose rows were written ahead of their sends.
+        assert repeated <= 4 * settings.worker_concurrency
+        # What reached the provider twice is bounded by the sends in flight at the kill.
+        duplicates = await _simulator_duplicates(settings)
+        assert duplicates <= settings.worker_concurrency
 
 
 async def test_sigterm_drains_and_commits(crash_settings: Settings) -> None:

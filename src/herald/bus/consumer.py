@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
@@ -161,6 +162,15 @@ async def _handle(
             if not exc.retryable:
                 failures += 1
             reason = f"store: {exc}"
+        except (
+            asyncpg.exceptions.DeadlockDetectedError,
+            asyncpg.exceptions.SerializationError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.CannotConnectNowError,
+        ) as exc:
+            # Transient by nature: the transaction rolled back whole; try again, uncounted.
+            reason = f"store: {type(exc).__name__}"
+            log.warning("retrying after %s", reason, extra={"event": "handler_retry"})
         except Exception as exc:
             failures += 1
             reason = f"handler: {type(exc).__name__}: {exc}"

@@ -67,6 +67,7 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
         segment = await segments.audience_condition(
             conn, event.account_id, audience.segment_id, first_param=7
         )
+    await conn.execute(sql("campaigns", "expansion_memory"))
     status = await conn.execute(
         sql("campaigns", "expand_recipients").replace("{segment_condition}", segment.sql),
         event.campaign_id,

@@ -25,16 +25,27 @@ WHERE campaign_id = $1 AND recipient_id = ANY ($2::int[]) AND channel = $3
   AND outcome = 'pending' AND sends = 1;
 
 -- name: record_results
+-- Rows are locked in key order first, as the status fold locks them: two writers of the same
+-- attempts never wait on each other in a cycle.
+WITH s AS (
+    SELECT * FROM unnest($2::int[], $3::smallint[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[])
+        AS s (recipient_id, attempt_no, provider, outcome, provider_message_id, error_code,
+              error_description)
+), locked AS (
+    SELECT a.recipient_id, a.attempt_no FROM attempts a
+    JOIN s ON a.campaign_id = $1 AND a.recipient_id = s.recipient_id
+          AND a.attempt_no = s.attempt_no
+    ORDER BY a.recipient_id, a.attempt_no
+    FOR UPDATE OF a
+)
 UPDATE attempts a
 SET outcome = s.outcome, provider = s.provider,
     provider_message_id = coalesce(a.provider_message_id, s.provider_message_id),
     error_code = coalesce(s.error_code, a.error_code),
     error_description = coalesce(s.error_description, a.error_description),
     updated_at = now()
-FROM unnest($2::int[], $3::smallint[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[])
-     AS s (recipient_id, attempt_no, provider, outcome, provider_message_id, error_code,
-           error_description)
+FROM s JOIN locked USING (recipient_id, attempt_no)
 WHERE a.campaign_id = $1 AND a.recipient_id = s.recipient_id AND a.attempt_no = s.attempt_no;
 
 -- name: lock_states

@@ -41,15 +41,19 @@ WITH ids AS (
     FROM unnest($6::text[]) WITH ORDINALITY AS t (d, ord)
     ORDER BY d, ord
 ), combined AS (
-    SELECT contact_id, phone, email, 0 AS source, contact_id::text AS sort_key FROM audience
+    SELECT contact_id, phone, email, 0 AS source, NULL::bigint AS ord FROM audience
     UNION ALL
-    SELECT NULL::uuid, raw.phone, NULL::text, 1, lpad(raw.ord::text, 12, '0')
+    SELECT NULL::uuid, raw.phone, NULL::text, 1, raw.ord
     FROM raw LEFT JOIN audience a ON a.phone = raw.phone
     WHERE a.phone IS NULL
 )
 INSERT INTO recipients (campaign_id, id, contact_id, phone, email)
-SELECT $1, row_number() OVER (ORDER BY source, sort_key), contact_id, phone, email
+SELECT $1, row_number() OVER (ORDER BY source, contact_id, ord), contact_id, phone, email
 FROM combined;
+
+-- name: expansion_memory
+-- Sorting and hashing a million-recipient audience in memory instead of spilling to disk.
+SET LOCAL work_mem = '256MB';
 
 -- name: insert_batches
 -- $1 campaign, $2 batch size, $3 recipients, $4 delay between batches in ms.

@@ -44,6 +44,7 @@ from herald.store import accounts, attempts, campaigns, recipients
 log = logging.getLogger(__name__)
 
 MAX_SEND_TRIES = 5
+MAX_THROTTLED = 100
 # Attempt rows are written and answers recorded this many sends at a time.
 MICRO_BATCH = 32
 # Answers that say the provider itself is in trouble (they feed its circuit breaker).
@@ -66,9 +67,9 @@ def classify(result: SendResult) -> Classified:
     if result.error_class is ErrorClass.UNREACHABLE:
         return Classified(outcome="unreachable", status=RecipientStatus.FAILED, fallback=True)
     if result.error_class is ErrorClass.AMBIGUOUS:
-        # The provider may have it: no fallback (that could send twice); a later callback
-        # reporting delivery still wins over this failure.
-        return Classified(outcome="ambiguous", status=RecipientStatus.FAILED, fallback=False)
+        # The provider may have it: treated as sent, never failed over at once (that could
+        # send twice). Its callbacks decide, or the fallback window does when none come.
+        return Classified(outcome="ambiguous", status=RecipientStatus.SENT, fallback=False)
     return Classified(outcome="rejected", status=RecipientStatus.FAILED, fallback=False)
 
 
@@ -79,6 +80,9 @@ def recorded_event(
     whether the chain continues past it."""
     accepted = recorded.outcome == "accepted"
     unreachable = recorded.outcome == "unreachable"
+    # An answer that was lost (ambiguous, or pending after its one repeat) may have been
+    # taken: sent, settled by callbacks or by the fallback window.
+    maybe_sent = recorded.outcome in ("ambiguous", "pending")
     code = recorded.error_code
     if recorded.outcome == "pending":
         code = "ambiguous_unresolved"
@@ -87,7 +91,7 @@ def recorded_event(
         recipient_id=recorded.recipient_id,
         attempt=recorded.attempt_no,
         channel=channel.value,
-        status=RecipientStatus.SENT if accepted else RecipientStatus.FAILED,
+        status=RecipientStatus.SENT if accepted or maybe_sent else RecipientStatus.FAILED,
         occurred_at_ms=_now_ms(),
         source="worker",
         accepted=accepted,
@@ -435,7 +439,9 @@ class Delivery:
         result = SendResult(accepted=False, error_class=ErrorClass.RETRYABLE)
         channel = message.channel.value
         provider = candidates[0]
-        for attempt in range(MAX_SEND_TRIES):
+        attempt = 0
+        throttled = 0
+        while attempt < MAX_SEND_TRIES:
             provider = self._pick(candidates)
             breaker = self._breakers.setdefault(provider.name, Breaker())
             # Waiting for an open breaker is holding, not trying: it uses up no attempt.
@@ -467,8 +473,14 @@ class Delivery:
                 ErrorClass.RATE_LIMITED,
             ):
                 return result, provider.name
+            # A 429 was never processed: it is safe to repeat and uses up no try (a storm
+            # slows the account down instead of failing its recipients), within a bound.
+            if result.error_class is ErrorClass.RATE_LIMITED and throttled < MAX_THROTTLED:
+                throttled += 1
+            else:
+                attempt += 1
             # Full jitter, bounded; a Retry-After from the provider is a floor.
-            backoff_s = random.uniform(0, min(5.0, 0.1 * 2**attempt))
+            backoff_s = random.uniform(0, min(5.0, 0.1 * 2 ** min(attempt, throttled, 6)))
             await anyio.sleep(max(backoff_s, result.retry_after_s or 0.0))
         return result, provider.name
 

@@ -7,8 +7,10 @@
   again until their attempt is recorded, then folded; past HERALD_STATUS_PARK_TIMEOUT_S they
   are dead-lettered with the reason, never dropped.
 - Fallback windows (worker role): an accepted attempt with no delivery within the campaign's
-  fallback_window_s is declared failed so the chain goes on. RBM messages are revoked first,
-  and the chain goes on only if the revoke wins (else the delivery is on its way).
+  fallback_window_s is declared failed so the chain goes on (on the last channel the
+  recipient fails: no report came, so the campaign still completes; a late delivery still
+  wins). RBM messages are revoked first, and only a won revoke counts as a failure (else the
+  delivery is on its way).
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class Sweeper:
                         occurred_at_ms=now_ms,
                         source="sweeper",
                         accepted=True,
-                        fallback=True,
+                        fallback=w.attempt_no < w.chain_length,
                         error_code=WINDOW_EXPIRED,
                         error_description="no delivery within the campaign's fallback window",
                     )

@@ -125,7 +125,7 @@ def test_invalid_phone_skips_every_phone_channel() -> None:
         (
             SendResult(accepted=False, error_class=ErrorClass.AMBIGUOUS),
             "ambiguous",
-            "failed",
+            "sent",
             False,
         ),
         (SendResult(accepted=False, error_class=ErrorClass.RETRYABLE), "rejected", "failed", False),

@@ -167,6 +167,10 @@ async def _handle(
             asyncpg.exceptions.SerializationError,
             asyncpg.exceptions.ConnectionDoesNotExistError,
             asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.AdminShutdownError,
+            asyncpg.exceptions.InterfaceError,
+            # PostgreSQL restarting: its socket is gone or refuses for a moment.
+            OSError,
         ) as exc:
             # Transient by nature: the transaction rolled back whole; try again, uncounted.
             reason = f"store: {type(exc).__name__}"

@@ -170,6 +170,7 @@ class Waiting:
     channel: str
     provider: str
     phone: str | None
+    chain_length: int
 
 
 async def claim_expired_windows(conn: asyncpg.Connection, limit: int) -> list[Waiting]:

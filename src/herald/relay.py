@@ -90,7 +90,7 @@ class Relay:
     async def _purge(self) -> None:
         try:
             removed = await outbox.purge(self.pool, self.retention_s)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("outbox purge failed: %s", exc, extra={"event": "outbox_purge_failed"})
             return
         if removed:

@@ -60,7 +60,7 @@ class Scheduler:
                 continue
             try:
                 inserted = await campaigns.insert(self.pool, event, raw)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 raise translate(exc) from exc
             log.info(
                 "campaign %s %s",
@@ -76,7 +76,7 @@ class Scheduler:
         while not stop.is_set():
             try:
                 busy = await self.tick()
-            except (StoreError, asyncpg.PostgresError, OSError) as exc:
+            except (StoreError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 log.warning("scheduler tick failed: %s", exc, extra={"event": "tick_failed"})
                 busy = False
             if busy:

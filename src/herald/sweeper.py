@@ -154,7 +154,7 @@ async def every(
     while not stop.is_set():
         try:
             busy = await step() >= CLAIM_LIMIT
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("sweep failed: %s", exc, extra={"event": "sweep_failed"})
             busy = False
         if busy:

@@ -23,6 +23,8 @@ _RETRYABLE = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.AdminShutdownError,
+    # The connection closed under a transaction (the server restarted).
+    asyncpg.exceptions.InterfaceError,
     ConnectionError,
     OSError,
 )

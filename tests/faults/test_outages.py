@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import asyncpg
+import pytest
 
 from herald.embedded import EmbeddedPostgres
 from herald.settings import Settings

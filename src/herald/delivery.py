@@ -126,6 +126,7 @@ class Delivery:
         self.directory = directory
         self._limiters: dict[tuple[str, Channel], AdaptiveLimiter] = {}
         self._breakers: dict[str, Breaker] = {}
+        self._provider_limiters: dict[str, AdaptiveLimiter] = {}
         self._quiet: dict[str, tuple[int, int] | None] = {}
         self.budget = ErrorBudget(
             window=settings.error_budget_window,
@@ -417,6 +418,15 @@ class Delivery:
         limiter = await self._limiter(event.account_id, message.channel)
         return await self._send_with_retries(candidates, outbound, limiter)
 
+    def _provider_limiter(self, label: str) -> AdaptiveLimiter | None:
+        rate = self.directory.rates.get(label)
+        if rate is None:
+            return None
+        limiter = self._provider_limiters.get(label)
+        if limiter is None:
+            limiter = self._provider_limiters[label] = AdaptiveLimiter(rate)
+        return limiter
+
     async def _limiter(self, account_id: str, channel: Channel) -> AdaptiveLimiter:
         key = (account_id, channel)
         limiter = self._limiters.get(key)
@@ -448,6 +458,10 @@ class Delivery:
             await breaker.wait()
             waited = time.perf_counter()
             await limiter.acquire()
+            # A provider account with its own rate: whichever bucket is tighter decides.
+            provider_limiter = self._provider_limiter(provider.name)
+            if provider_limiter is not None:
+                await provider_limiter.acquire()
             metrics.RATE_LIMIT_WAIT.labels(channel=channel).observe(time.perf_counter() - waited)
             started = time.perf_counter()
             metrics.SENDS_IN_FLIGHT.inc()
@@ -464,10 +478,13 @@ class Delivery:
             metrics.set_breaker_state(
                 provider=provider.name, channel=channel, state=breaker.state.state
             )
-            if result.error_class is ErrorClass.RATE_LIMITED:
-                limiter.throttled(result.retry_after_s)
-            elif result.accepted:
-                limiter.succeeded()
+            for bucket in (limiter, provider_limiter):
+                if bucket is None:
+                    continue
+                if result.error_class is ErrorClass.RATE_LIMITED:
+                    bucket.throttled(result.retry_after_s)
+                elif result.accepted:
+                    bucket.succeeded()
             if result.accepted or result.error_class not in (
                 ErrorClass.RETRYABLE,
                 ErrorClass.RATE_LIMITED,

@@ -28,10 +28,12 @@ async def test_a_dead_provider_account_drains_to_the_next(settings: Settings) ->
         await accounts.ensure(pool, account_id, "drain", None)
         await pool.execute(
             "INSERT INTO provider_accounts (account_id, channel, provider, label, priority,"
-            " base_url, secret_ref) VALUES"
-            " ($1, 'sms', 'twilio', 'twilio-primary', 1, $2, 'TWILIO_BACKUP'),"
-            " ($1, 'sms', 'twilio', 'twilio-backup', 2, $3, 'TWILIO_BACKUP'),"
-            " ($1, 'sms', 'twilio', 'twilio-broken', 3, $3, 'NOT_SET')",
+            " base_url, secret_ref, options) VALUES"
+            " ($1, 'sms', 'twilio', 'twilio-primary', 1, $2, 'TWILIO_BACKUP', '{}'),"
+            # The backup's own contract rate goes through its own token bucket too.
+            " ($1, 'sms', 'twilio', 'twilio-backup', 2, $3, 'TWILIO_BACKUP',"
+            "  '{\"rate_per_s\": 1000}'),"
+            " ($1, 'sms', 'twilio', 'twilio-broken', 3, $3, 'NOT_SET', '{}')",
             account_id,
             dead,
             settings.simulator_url,

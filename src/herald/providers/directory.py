@@ -39,6 +39,8 @@ class Directory:
         self.session = session
         self.defaults = dict(defaults)
         self._built: dict[str, Provider] = {}
+        # Send rate of a provider account (its own contract), by label, where one is set.
+        self.rates: dict[str, float] = {}
         self._cache: dict[str, tuple[float, dict[Channel, list[Provider]]]] = {}
 
     async def for_account(self, account_id: str) -> dict[Channel, list[Provider]]:
@@ -87,6 +89,9 @@ class Directory:
             )
             return None
         provider.name = row.label  # attempts and metrics name the provider account
+        rate = row.options.get("rate_per_s")
+        if isinstance(rate, int | float) and rate > 0:
+            self.rates[row.label] = float(rate)
         self._built[row.id] = provider
         return provider
 

@@ -497,7 +497,7 @@ class Delivery:
             else:
                 attempt += 1
             # Full jitter, bounded; a Retry-After from the provider is a floor.
-            backoff_s = random.uniform(0, min(5.0, 0.1 * 2 ** min(attempt, throttled, 6)))
+            backoff_s = random.uniform(0, min(5.0, 0.1 * 2 ** min(6, max(attempt, throttled))))
             await anyio.sleep(max(backoff_s, result.retry_after_s or 0.0))
         return result, provider.name
 

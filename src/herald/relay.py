@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from herald.bus import codec
 from herald.settings import Settings
 from herald.store import outbox
+from herald.store.db import LOOP_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Relay:
     async def _purge(self) -> None:
         try:
             removed = await outbox.purge(self.pool, self.retention_s)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except LOOP_ERRORS as exc:
             log.warning("outbox purge failed: %s", exc, extra={"event": "outbox_purge_failed"})
             return
         if removed:

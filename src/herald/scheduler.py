@@ -25,7 +25,7 @@ from herald.domain.events import EventError, parse_campaign_confirmed
 from herald.domain.work import batch_to_wire
 from herald.settings import Settings
 from herald.store import campaigns
-from herald.store.db import StoreError, translate
+from herald.store.db import LOOP_ERRORS, TRANSIENT, translate
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Scheduler:
                 continue
             try:
                 inserted = await campaigns.insert(self.pool, event, raw)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except (asyncpg.PostgresError, *TRANSIENT) as exc:
                 raise translate(exc) from exc
             log.info(
                 "campaign %s %s",
@@ -76,7 +76,7 @@ class Scheduler:
         while not stop.is_set():
             try:
                 busy = await self.tick()
-            except (StoreError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except LOOP_ERRORS as exc:
                 log.warning("scheduler tick failed: %s", exc, extra={"event": "tick_failed"})
                 busy = False
             if busy:

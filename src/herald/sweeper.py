@@ -41,6 +41,7 @@ from herald.providers.directory import Directory
 from herald.settings import Settings
 from herald.status import StatusFolder
 from herald.store import attempts, parked, recipients
+from herald.store.db import LOOP_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ async def every(
     while not stop.is_set():
         try:
             busy = await step() >= CLAIM_LIMIT
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except LOOP_ERRORS as exc:
             log.warning("sweep failed: %s", exc, extra={"event": "sweep_failed"})
             busy = False
         if busy:

@@ -30,9 +30,11 @@ PIPELINE: Final = frozenset(runner.ROLES) - {"api", "relay"}
 
 @dataclass(kw_only=True)
 class Roles:
-    """Herald's roles running in this process, and every crash that ended them."""
+    """Herald's roles running in this process: every crash that ended them once they were up,
+    and how many restarts failed before they were up again."""
 
     crashes: list[str] = field(default_factory=list)
+    failed_starts: int = 0
 
 
 def describe(exc: BaseException) -> str:
@@ -52,14 +54,26 @@ async def pipeline(settings: Settings, roles: frozenset[str] = PIPELINE) -> Asyn
     ready = anyio.Event()
     found = Roles()
 
+    async def mirror(up: anyio.Event) -> None:
+        await up.wait()
+        ready.set()
+
     async def supervise() -> None:
         while not stop.is_set():
-            try:
-                await runner.run_roles(settings, roles, stop, None if ready.is_set() else ready)
-            except Exception as exc:
-                found.crashes.append(describe(exc))
-                with anyio.move_on_after(1.0):
-                    await stop.wait()
+            up = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(mirror, up)
+                try:
+                    await runner.run_roles(settings, roles, stop, up)
+                except Exception as exc:
+                    if up.is_set():
+                        found.crashes.append(describe(exc))
+                    else:  # e.g. PostgreSQL is still down: try again, as a pod would
+                        found.failed_starts += 1
+                    with anyio.move_on_after(1.0):
+                        await stop.wait()
+                finally:
+                    tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(supervise)

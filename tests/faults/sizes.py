@@ -30,7 +30,7 @@ class Scale:
 SMALL: Final = Scale(
     name="small",
     recipients=300,
-    storm_recipients=60,
+    storm_recipients=40,
     expansion_audience=6_000,
     outbox_rows=1_500,
     outbox_campaigns=12,
@@ -41,7 +41,7 @@ SMALL: Final = Scale(
 LARGE: Final = Scale(
     name="large",
     recipients=3_000,
-    storm_recipients=1_000,
+    storm_recipients=500,
     expansion_audience=100_000,
     outbox_rows=15_000,
     outbox_campaigns=60,

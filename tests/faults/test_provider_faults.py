@@ -87,7 +87,7 @@ async def test_429_storm(fault_settings: Settings, scale: Scale, ledger: Ledger)
         campaign_id="fault-429-storm",
         fault="rejected",
         # With this campaign id, recipients 19 and 29 (deliverable numbers) draw five 429s
-        # in a row.
+        # in a row: more than herald's tries, so a 429 must not use one up.
         recipients=scale.storm_recipients,
     )
     ledger.verify()

@@ -63,10 +63,13 @@ NAME_SOME = """
 UPDATE contacts SET first_name = 'Guest'
 WHERE account_id = $1 AND right(phone, 4)::int % 13 = 0
 """
+# The expansion's INSERT into recipients is running: until it commits, nothing else in this
+# test's database writes recipient rows (there are none yet).
 MID_EXPANSION = """
-SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND state = 'active'
-  AND query LIKE '%WITH ids AS (%SELECT id FROM contacts%' AND pid <> pg_backend_pid()
+SELECT count(*) FROM pg_stat_activity a
+WHERE a.datname = current_database() AND a.state = 'active' AND a.pid <> pg_backend_pid()
+  AND EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class t ON t.oid = l.relation
+              WHERE l.pid = a.pid AND t.relname = 'recipients' AND l.mode = 'RowExclusiveLock')
 """
 
 

@@ -14,14 +14,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from herald import metrics
 from herald.constants import HEADER_DLQ_REASON, TOPIC_DEAD_LETTER
 from herald.settings import Settings
-from herald.store.db import StoreError
+from herald.store.db import TRANSIENT, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -162,16 +161,7 @@ async def _handle(
             if not exc.retryable:
                 failures += 1
             reason = f"store: {exc}"
-        except (
-            asyncpg.exceptions.DeadlockDetectedError,
-            asyncpg.exceptions.SerializationError,
-            asyncpg.exceptions.ConnectionDoesNotExistError,
-            asyncpg.exceptions.CannotConnectNowError,
-            asyncpg.exceptions.AdminShutdownError,
-            asyncpg.exceptions.InterfaceError,
-            # PostgreSQL restarting: its socket is gone or refuses for a moment.
-            OSError,
-        ) as exc:
+        except TRANSIENT as exc:
             # Transient by nature: the transaction rolled back whole; try again, uncounted.
             reason = f"store: {type(exc).__name__}"
             log.warning("retrying after %s", reason, extra={"event": "handler_retry"})

@@ -17,7 +17,9 @@ class StoreError(RuntimeError):
         self.retryable = retryable
 
 
-_RETRYABLE = (
+# What a restarting or unreachable PostgreSQL raises. The operation did not happen, or its
+# transaction rolled back whole, so the caller may simply go round again.
+TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.SerializationError,
@@ -25,13 +27,24 @@ _RETRYABLE = (
     asyncpg.exceptions.AdminShutdownError,
     # The connection closed under a transaction (the server restarted).
     asyncpg.exceptions.InterfaceError,
+    # A pooled connection the restart cut mid-operation: "cannot switch to state ..; another
+    # operation is in progress". The pool discards it on release.
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
 )
 
+# Everything a role's loop catches from the store, logs and survives: the transient set plus
+# the server's own errors (a statement timeout, a constraint) and herald's translation of them.
+LOOP_ERRORS: tuple[type[BaseException], ...] = (
+    StoreError,
+    asyncpg.PostgresError,
+    *TRANSIENT,
+)
+
 
 def translate(exc: BaseException) -> StoreError:
-    retryable = isinstance(exc, _RETRYABLE)
+    retryable = isinstance(exc, TRANSIENT)
     return StoreError(f"{type(exc).__name__}: {exc}", retryable=retryable)
 
 

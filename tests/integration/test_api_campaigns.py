@@ -206,7 +206,7 @@ async def test_send_refuses_incomplete_drafts(alice: Caller) -> None:
         422,
         "validation_failed",
     )
-    assert detail["field"] == "ab_test"
+    assert detail["field"] == "ab_test.variants"
 
 
 async def _received_by_scheduler(pool: asyncpg.Pool, account: str, campaign_id: str) -> None:
@@ -409,8 +409,166 @@ async def test_other_accounts_cannot_see_campaigns(alice: Caller, bob: Caller) -
         await bob.post(f"/v1/campaigns/{cid}/calculate-goal"),
         await bob.get(f"/v1/campaigns/{cid}/price"),
         await bob.get(f"/v1/campaigns/{cid}/stats"),
+        await bob.get(f"/v1/campaigns/{cid}/ab-test"),
+        await bob.post(f"/v1/campaigns/{cid}/retry-failed"),
     ]:
         error(response, 404, "campaign_not_found")
     assert data(await bob.get("/v1/campaigns")) == []
     assert data(await bob.get("/v1/campaigns/stats"))["total_campaigns"] == 0
     assert data(await alice.get(f"/v1/campaigns/{cid}"))["name"] == "mine"
+
+
+async def test_ab_test_variants_go_into_the_event_and_count_per_variant(
+    alice: Caller, api_pool: asyncpg.Pool
+) -> None:
+    await _contacts(alice, 4, "ab")
+    body = {
+        "name": "AB",
+        "channel": "sms",
+        "tags": ["ab"],
+        "ab_test": {
+            "variants": [
+                {"name": "short", "weight": 50, "body": "Hi {{first_name}}"},
+                {"name": "long", "weight": 50, "body": "Hello {{first_name}}, 20% off"},
+            ]
+        },
+    }
+    for bad, field in [
+        ({"variants": body["ab_test"]["variants"][:1]}, "ab_test.variants"),
+        (
+            {"variants": [{**v, "weight": 40} for v in body["ab_test"]["variants"]]},
+            "ab_test.variants.weight",
+        ),
+        (
+            {"variants": [body["ab_test"]["variants"][0]] * 2},
+            "ab_test.variants.name",
+        ),
+        (
+            {"variants": [{"name": "x", "weight": 50, "color": "red"}] * 2},
+            "ab_test.variants.0.color",
+        ),
+    ]:
+        response = await alice.post("/v1/campaigns", {**body, "ab_test": bad})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"] == field, response.text
+    cid = data(await alice.post("/v1/campaigns", body), 201)["id"]
+    before = data(await alice.get(f"/v1/campaigns/{cid}/ab-test"))
+    assert [(v["name"], v["weight"], v["recipients"]) for v in before["variants"]] == [
+        ("short", 50, 0),
+        ("long", 50, 0),
+    ]
+    data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    raw = next(
+        e for e in await _outbox_events(api_pool, alice.account_id) if e["campaign_id"] == cid
+    )
+    event = parse_campaign_confirmed(raw)
+    bodies = [v.content.sms.body for v in event.variants if v.content.sms]
+    assert bodies == ["Hi {{first_name}}", "Hello {{first_name}}, 20% off"]
+
+    await _received_by_scheduler(api_pool, alice.account_id, cid)
+    await api_pool.execute(
+        "UPDATE recipients SET status = 'delivered', accepted = true "
+        "WHERE campaign_id = $1 AND variant = 1",
+        cid,
+    )
+    after = data(await alice.get(f"/v1/campaigns/{cid}/ab-test"))["variants"]
+    # Slots of recipients 1-4 are 37, 74, 11, 48: the split is exact per 100, not per 4.
+    assert [(v["recipients"], v["sent"], v["delivered"], v["pending"]) for v in after] == [
+        (3, 0, 0, 3),
+        (1, 1, 1, 0),
+    ]
+    assert [v["delivery_rate"] for v in after] == [None, 1.0]
+
+    plain = data(
+        await alice.post("/v1/campaigns", {"name": "p", "channel": "sms", "body": "x"}), 201
+    )["id"]
+    error(await alice.get(f"/v1/campaigns/{plain}/ab-test"), 404, "ab_test_not_found")
+
+
+async def test_a_variant_without_content_for_its_chain_names_the_variant(alice: Caller) -> None:
+    cid = data(
+        await alice.post(
+            "/v1/campaigns",
+            {
+                "name": "AB chain",
+                "sending_mode": "RCS_SMS",
+                "tags": ["t"],
+                "content": {"rcs": {"agent_id": "agent"}, "sms": {"body": "fallback"}},
+                "ab_test": {
+                    "variants": [
+                        {"name": "A", "weight": 50, "body": "A text"},
+                        {"name": "B", "weight": 50, "content": {"sms": {"body": "B sms"}}},
+                    ]
+                },
+            },
+        ),
+        201,
+    )["id"]
+    got = error(await alice.post(f"/v1/campaigns/{cid}/send"), 422, "content_required")
+    assert got["field"] == "ab_test.variants.1.content.rcs.text"
+
+
+async def test_retry_failed_makes_a_draft_for_the_failed_recipients(
+    alice: Caller, bob: Caller, api_pool: asyncpg.Pool
+) -> None:
+    await _contacts(alice, 3, "rf")
+    cid = data(
+        await alice.post(
+            "/v1/campaigns",
+            {
+                "name": "Flash sale",
+                "channel": "sms",
+                "body": "Hi {{first_name}}",
+                "tags": ["rf"],
+                "destinations": ["+14155550900"],
+                "variable_mappings": {"first_name": "first_name"},
+            },
+        ),
+        201,
+    )["id"]
+    error(await alice.post(f"/v1/campaigns/{cid}/retry-failed"), 409, "campaign_state_conflict")
+    data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    await _received_by_scheduler(api_pool, alice.account_id, cid)
+    # Still sending: its failed set is not known yet.
+    error(await alice.post(f"/v1/campaigns/{cid}/retry-failed"), 409, "campaign_state_conflict")
+    await api_pool.execute(
+        "UPDATE recipients SET status = CASE WHEN id IN (1, 4) THEN 'failed' ELSE 'delivered' END "
+        "WHERE campaign_id = $1",
+        cid,
+    )
+    await api_pool.execute(
+        "UPDATE campaigns SET status = 'completed', failed = 2, final = 4 WHERE id = $1", cid
+    )
+    error(await bob.post(f"/v1/campaigns/{cid}/retry-failed"), 404, "campaign_not_found")
+    retry = data(await alice.post(f"/v1/campaigns/{cid}/retry-failed"), 201)
+    assert retry["status"] == "draft" and retry["id"] != cid
+    assert retry["name"] == "Flash sale (retry)"
+    assert retry["spec"]["failed_of"] == cid
+    assert retry["spec"]["content"]["sms"]["body"] == "Hi {{first_name}}"
+    goal = data(await alice.post(f"/v1/campaigns/{retry['id']}/calculate-goal"))
+    assert goal["recipients"] == 2
+
+    data(await alice.post(f"/v1/campaigns/{retry['id']}/send"), 202)
+    await _received_by_scheduler(api_pool, alice.account_id, retry["id"])
+    again = await api_pool.fetch(
+        "SELECT phone FROM recipients WHERE campaign_id = $1 ORDER BY phone", retry["id"]
+    )
+    failed = await api_pool.fetch(
+        "SELECT phone FROM recipients WHERE campaign_id = $1 AND status = 'failed' ORDER BY phone",
+        cid,
+    )
+    assert [r["phone"] for r in again] == [r["phone"] for r in failed]
+
+    # A campaign with nothing failed has nothing to retry; bob cannot aim at alice's campaign.
+    await api_pool.execute(
+        "UPDATE campaigns SET status = 'completed', failed = 0 WHERE id = $1", retry["id"]
+    )
+    error(await alice.post(f"/v1/campaigns/{retry['id']}/retry-failed"), 409, "nothing_to_retry")
+    theirs = data(
+        await bob.post(
+            "/v1/campaigns", {"name": "b", "channel": "sms", "body": "x", "failed_of": cid}
+        ),
+        201,
+    )["id"]
+    got = error(await bob.post(f"/v1/campaigns/{theirs}/send"), 422, "audience_invalid")
+    assert got["field"] == "failed_of"

@@ -4,13 +4,14 @@ rules, raw destinations) at once, each recipient once, other accounts' data neve
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from typing import Any
 
 import asyncpg
 
 from herald.demo import campaign_event
 from herald.domain.channels import Channel, SendingMode
-from herald.domain.events import parse_campaign_confirmed
+from herald.domain.events import parse_campaign_confirmed, variant_of, variant_starts
 from herald.store import accounts, campaigns, db, lists, recipients, segments
 
 
@@ -111,5 +112,77 @@ async def test_opt_outs_reach_the_worker(pg_url: str) -> None:
         assert await _expand(pool, raw) == 1
         chunk = await recipients.queued_chunk(pool, "c3", 0, 10, 10)
         assert [r.opted_out for r in chunk] == [frozenset({Channel.WHATSAPP})]
+    finally:
+        await pool.close()
+
+
+async def test_ab_variants_split_exactly_as_the_domain_rule_says(pg_url: str) -> None:
+    pool = await db.create_pool(pg_url)
+    try:
+        await accounts.ensure(pool, "a", "A", None)
+        raw = campaign_event(campaign_id="ab", account_id="a", mode=SendingMode.SMS, tags=[])
+        raw["audience"] = {"destinations": [f"+1415555{n:04d}" for n in range(300)]}
+        sms = raw["content"]["sms"]
+        raw["variants"] = [
+            {"name": "A", "weight": 50, "content": {"sms": {**sms, "body": "a"}}},
+            {"name": "B", "weight": 30, "content": {"sms": {**sms, "body": "b"}}},
+            {"name": "C", "weight": 20, "content": {"sms": {**sms, "body": "c"}}},
+        ]
+        assert await _expand(pool, raw) == 300
+        rows = await pool.fetch("SELECT id, variant FROM recipients WHERE campaign_id = 'ab'")
+        starts = variant_starts(parse_campaign_confirmed(raw).variants)
+        assert starts == [0, 50, 80]
+        assert {r["id"]: r["variant"] for r in rows} == {
+            r["id"]: variant_of(r["id"], starts) for r in rows
+        }
+        # Every 100 consecutive recipients split exactly.
+        assert Counter(r["variant"] for r in rows) == {0: 150, 1: 90, 2: 60}
+        chunk = await recipients.queued_chunk(pool, "ab", 0, 300, 10)
+        assert [r.variant for r in chunk] == [variant_of(r.id, starts) for r in chunk]
+
+        plain = campaign_event(campaign_id="plain", account_id="a", mode=SendingMode.SMS, tags=[])
+        plain["audience"] = {"destinations": ["+14155550001"]}
+        await _expand(pool, plain)
+        assert (
+            await pool.fetchval("SELECT variant FROM recipients WHERE campaign_id = 'plain'")
+            is None
+        )
+    finally:
+        await pool.close()
+
+
+async def test_failed_of_brings_back_only_that_campaigns_failed_recipients(pg_url: str) -> None:
+    pool = await db.create_pool(pg_url)
+    try:
+        await accounts.ensure(pool, "a", "A", None)
+        await accounts.ensure(pool, "b", "B", None)
+        async with pool.acquire() as conn:
+            failed_contact = await _contact(conn, "a", "+14155550201", tags=[])
+            delivered_contact = await _contact(conn, "a", "+14155550202", tags=[])
+        first = campaign_event(campaign_id="first", account_id="a", mode=SendingMode.SMS, tags=[])
+        first["audience"] = {
+            "contact_ids": [str(failed_contact), str(delivered_contact)],
+            "destinations": ["+14155550203", "+14155550204"],
+        }
+        await _expand(pool, first)
+        await pool.execute(
+            "UPDATE recipients SET status = CASE WHEN contact_id = $1 OR phone = '+14155550204' "
+            "THEN 'failed' ELSE 'delivered' END WHERE campaign_id = 'first'",
+            failed_contact,
+        )
+        retry = campaign_event(campaign_id="retry", account_id="a", mode=SendingMode.SMS, tags=[])
+        retry["audience"] = {"failed_of": "first"}
+        assert await _expand(pool, retry) == 2
+        rows = await pool.fetch(
+            "SELECT contact_id, phone FROM recipients WHERE campaign_id = 'retry' ORDER BY id"
+        )
+        assert [(r["contact_id"], r["phone"]) for r in rows] == [
+            (failed_contact, "+14155550201"),
+            (None, "+14155550204"),
+        ]
+        # Another account cannot name it.
+        stolen = campaign_event(campaign_id="stolen", account_id="b", mode=SendingMode.SMS, tags=[])
+        stolen["audience"] = {"failed_of": "first"}
+        assert await _expand(pool, stolen) == 0
     finally:
         await pool.close()

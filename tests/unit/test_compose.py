@@ -113,3 +113,31 @@ def test_variable_mappings() -> None:
         contact_fields={"first_name": "Ada"}, variable_mappings={"1": "first_name"}, overrides={}
     )
     assert values["1"] == "Ada"
+
+
+def test_a_recipients_variant_chooses_its_content() -> None:
+    sms = campaign_event(campaign_id="c", account_id="a", mode=SendingMode.SMS, tags=[])
+    body = sms["content"]["sms"]
+    e = event(
+        variants=[
+            {"name": "A", "weight": 50, "content": {"sms": {**body, "body": "A {{first_name}}"}}},
+            {"name": "B", "weight": 50, "content": {"sms": {**body, "body": "B {{first_name}}"}}},
+        ]
+    )
+    bodies = []
+    for variant in (None, 0, 1):
+        recipient = RecipientRow(
+            id=1,
+            phone="+14155550123",
+            email=None,
+            contact_id=None,
+            fields={"first_name": "Ada"},
+            variant=variant,
+        )
+        decision = compose(
+            event=e, recipient=recipient, available={Channel.SMS}, default_sms_sender="x"
+        )
+        assert isinstance(decision, Message)
+        bodies.append(decision.body)
+    # Without a variant: the event's own content.
+    assert bodies == ["Hi Ada, 20% off today.", "A Ada", "B Ada"]

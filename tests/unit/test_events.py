@@ -9,7 +9,7 @@ import pytest
 
 from herald.demo import campaign_event
 from herald.domain.channels import Channel, SendingMode, chain
-from herald.domain.events import EventError, parse_campaign_confirmed
+from herald.domain.events import EventError, parse_campaign_confirmed, variant_of, variant_starts
 
 
 def valid(mode: SendingMode = SendingMode.WHATSAPP_RCS_SMS) -> dict[str, Any]:
@@ -98,3 +98,67 @@ def test_scheduled_at_with_zone() -> None:
 def test_channel_content_lookup() -> None:
     event = parse_campaign_confirmed(valid(SendingMode.SMS))
     assert event.content.for_channel(Channel.WHATSAPP) is None
+
+
+def _variants(*weights: int) -> list[dict[str, Any]]:
+    sms = valid(SendingMode.SMS)["content"]["sms"]
+    return [
+        {"name": f"v{i}", "weight": w, "content": {"sms": {**sms, "body": f"body {i}"}}}
+        for i, w in enumerate(weights)
+    ]
+
+
+def test_variants_parse_with_their_own_content() -> None:
+    event = parse_campaign_confirmed({**valid(SendingMode.SMS), "variants": _variants(60, 40)})
+    assert [(v.name, v.weight) for v in event.variants] == [("v0", 60), ("v1", 40)]
+    assert event.content_for(1).sms is not None and event.content_for(1).sms.body == "body 1"
+    # No variant (or one the event lacks): the campaign's own content.
+    assert event.content_for(None) is event.content
+    assert event.content_for(7) is event.content
+    assert variant_starts(event.variants) == [0, 60]
+    assert variant_starts(()) is None
+
+
+@pytest.mark.parametrize(
+    ("variants", "field"),
+    [
+        (_variants(100), "variants"),
+        (_variants(20, 20, 20, 20, 10, 10), "variants"),
+        (_variants(50, 40), "variants"),
+        (_variants(0, 100), "variants.0.weight"),
+        ([*_variants(50), {**_variants(50)[0]}], "variants.1.name"),
+        ([{**_variants(50)[0], "weight": 50.0}, _variants(50)[0]], "variants.0.weight"),
+        ([_variants(50)[0], {"name": "x", "weight": 50, "content": {}}], "variants.1.content.sms"),
+        (
+            [_variants(50)[0], {"name": "x", "weight": 50, "content": {"sms": {"body": ""}}}],
+            "variants.1.content.sms.body",
+        ),
+        ([_variants(50)[0], "B"], "variants.1"),
+        ({"A": 50}, "variants"),
+    ],
+)
+def test_variant_rejections_name_the_field(variants: object, field: str) -> None:
+    with pytest.raises(EventError) as caught:
+        parse_campaign_confirmed({**valid(SendingMode.SMS), "variants": variants})
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("weights", "per_100"),
+    [((50, 50), [50, 50]), ((50, 30, 20), [50, 30, 20]), ((1, 98, 1), [1, 98, 1])],
+)
+def test_every_hundred_consecutive_recipients_split_exactly(
+    weights: tuple[int, ...], per_100: list[int]
+) -> None:
+    starts = variant_starts(
+        parse_campaign_confirmed(
+            {**valid(SendingMode.SMS), "variants": _variants(*weights)}
+        ).variants
+    )
+    assert starts is not None
+    for first in (1, 101, 4_242):
+        got = [variant_of(rid, starts) for rid in range(first, first + 100)]
+        assert [got.count(i) for i in range(len(weights))] == per_100
+    if min(weights) >= 20:
+        # Interleaved, not in blocks: the first ten recipients are not all one variant.
+        assert len({variant_of(rid, starts) for rid in range(1, 11)}) > 1

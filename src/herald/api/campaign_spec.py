@@ -35,6 +35,9 @@ from herald.domain.events import (
     MAX_BATCH_DELAY_MS,
     MAX_BATCH_SIZE,
     MAX_FALLBACK_WINDOW_S,
+    MAX_VARIANTS,
+    MIN_VARIANTS,
+    SPLIT_TOTAL,
     EventError,
     parse_campaign_confirmed,
 )
@@ -93,6 +96,47 @@ class ContentIn(BaseModel):
     email: EmailIn | None = None
 
 
+class VariantIn(BaseModel):
+    """One arm of an A/B test. Its body, template, sender, subject and content replace the
+    campaign's for the recipients it gets; what it leaves out comes from the campaign."""
+
+    model_config = STRICT
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    weight: Annotated[int, Field(ge=1, le=SPLIT_TOTAL - 1)] = Field(
+        description="Percent of the audience; the variants' weights add up to 100"
+    )
+    template_id: Ref | None = None
+    body: Text | None = None
+    sender: Short | None = None
+    subject: Short | None = None
+    content: ContentIn | None = None
+
+
+class AbTestIn(BaseModel):
+    """Variants with their own content and a split of the audience in percent. Expansion
+    assigns each recipient one variant, interleaved, so every 100 recipients split exactly."""
+
+    model_config = STRICT
+    variants: Annotated[list[VariantIn], Field(min_length=MIN_VARIANTS, max_length=MAX_VARIANTS)]
+
+    @model_validator(mode="after")
+    def _split(self) -> AbTestIn:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ApiError(
+                ErrorCode.VALIDATION_FAILED,
+                "variant names must differ",
+                field="ab_test.variants.name",
+            )
+        if sum(v.weight for v in self.variants) != SPLIT_TOTAL:
+            raise ApiError(
+                ErrorCode.VALIDATION_FAILED,
+                f"variant weights must add up to {SPLIT_TOTAL}",
+                field="ab_test.variants.weight",
+            )
+        return self
+
+
 class CampaignIn(BaseModel):
     """A campaign draft. Everything but `name` and a channel may come later, by update."""
 
@@ -120,6 +164,9 @@ class CampaignIn(BaseModel):
     destinations: Annotated[list[Phone], Field(max_length=MAX_DESTINATIONS)] = Field(
         default_factory=list, description="Raw E.164 numbers"
     )
+    failed_of: Ref | None = Field(
+        None, description="A sent campaign whose failed recipients are (part of) the audience"
+    )
     variable_mappings: dict[str, Short] = Field(
         default_factory=dict, description='Template variable to contact field, e.g. {"1": ...}'
     )
@@ -133,6 +180,7 @@ class CampaignIn(BaseModel):
         DEFAULT_FALLBACK_WINDOW_S
     )
     ready_to_send: bool = False
+    ab_test: AbTestIn | None = Field(None, description="A/B test: variants and their split")
 
     @field_validator("scheduled_at")
     @classmethod
@@ -164,12 +212,38 @@ class CampaignIn(BaseModel):
         return SendingMode(self.channel.value.upper())
 
     def template_ids(self) -> set[str]:
-        found = {self.template_id} if self.template_id else set()
-        if self.content is not None:
-            for channel in Channel:
-                section = getattr(self.content, channel.value)
-                if section is not None and section.template_id:
-                    found.add(section.template_id)
+        found: set[str] = set()
+        for spec in (self, *self.variant_specs()):
+            if spec.template_id:
+                found.add(spec.template_id)
+            if spec.content is not None:
+                for channel in Channel:
+                    section = getattr(spec.content, channel.value)
+                    if section is not None and section.template_id:
+                        found.add(section.template_id)
+        return found
+
+    def variant_specs(self) -> list[CampaignIn]:
+        """The campaign as each A/B variant sends it (none without a test)."""
+        if self.ab_test is None:
+            return []
+        found = []
+        for variant in self.ab_test.variants:
+            content: dict[str, Any] = (
+                self.content.model_dump(by_alias=True, exclude_none=True) if self.content else {}
+            )
+            if variant.content is not None:
+                own = variant.content.model_dump(by_alias=True, exclude_none=True)
+                for channel, section in own.items():
+                    content[channel] = {**content.get(channel, {}), **section}
+            update: dict[str, Any] = {
+                k: getattr(variant, k)
+                for k in ("template_id", "body", "sender", "subject")
+                if getattr(variant, k) is not None
+            }
+            update["content"] = ContentIn.model_validate(content) if content else None
+            update["ab_test"] = None
+            found.append(self.model_copy(update=update))
         return found
 
     def audience_list_ids(self) -> list[str]:
@@ -326,6 +400,8 @@ def audience(spec: CampaignIn) -> dict[str, Any]:
         found["tags"] = list(dict.fromkeys(spec.tags))
     if spec.destinations:
         found["destinations"] = list(dict.fromkeys(spec.destinations))
+    if spec.failed_of:
+        found["failed_of"] = spec.failed_of
     if not found:
         raise ApiError(ErrorCode.AUDIENCE_REQUIRED, field="segment_id")
     return found
@@ -343,6 +419,22 @@ def build_event(
     """campaign.confirmed v1 for a draft, checked by the same parser the scheduler uses."""
     check_schedule(spec, now)
     mode = spec.mode
+    variants = []
+    for i, (variant, variant_spec) in enumerate(
+        zip(spec.ab_test.variants if spec.ab_test else [], spec.variant_specs(), strict=True)
+    ):
+        try:
+            own = {c.value: channel_content(variant_spec, c, templates) for c in chain(mode)}
+        except ApiError as exc:
+            where = f"ab_test.variants.{i}.{exc.field}"
+            raise ApiError(exc.code, exc.message, field=where) from None
+        variants.append({"name": variant.name, "weight": variant.weight, "content": own})
+    # With a test every recipient gets a variant's content; the campaign's is the first's.
+    content = (
+        variants[0]["content"]
+        if variants
+        else {c.value: channel_content(spec, c, templates) for c in chain(mode)}
+    )
     event: dict[str, Any] = {
         "type": EVENT_CAMPAIGN_CONFIRMED,
         "version": 1,
@@ -352,7 +444,7 @@ def build_event(
         "account_id": account_id,
         "name": spec.name,
         "sending_mode": mode.value,
-        "content": {c.value: channel_content(spec, c, templates) for c in chain(mode)},
+        "content": content,
         "audience": audience(spec),
         "variable_mappings": dict(spec.variable_mappings),
         "recipient_variables": {
@@ -362,6 +454,8 @@ def build_event(
         "batch_delay_ms": spec.batch_delay_ms,
         "fallback_window_s": spec.fallback_window_s,
     }
+    if variants:
+        event["variants"] = variants
     if spec.scheduled_at is not None:
         event["scheduled_at"] = spec.scheduled_at.astimezone(UTC).isoformat()
     try:
@@ -372,10 +466,13 @@ def build_event(
 
 
 def message_units(spec: CampaignIn, templates: Mapping[str, Mapping[str, Any]]) -> int:
-    """Billable units of one message on the first channel: SMS segments, otherwise 1."""
+    """Billable units of one message on the first channel: SMS segments, otherwise 1. With an
+    A/B test, the largest variant's: the estimate is an upper bound."""
     first = chain(spec.mode)[0]
     if first is not Channel.SMS:
         return 1
+    if spec.ab_test is not None:
+        return max(message_units(v, templates) for v in spec.variant_specs())
     try:
         body = channel_content(spec, first, templates)["body"]
     except ApiError:

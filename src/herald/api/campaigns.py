@@ -8,6 +8,7 @@ pipeline's `campaigns` row, which the scheduler creates on receiving campaign.co
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -102,6 +103,7 @@ class CampaignUpdate(BaseModel):
     contact_ids: list[str] | None = None
     tags: list[str] | None = None
     destinations: list[str] | None = None
+    failed_of: str | None = None
     variable_mappings: dict[str, str] | None = None
     recipient_variables: dict[str, dict[str, str | int | float]] | None = None
     scheduled_at: datetime | None = None
@@ -109,6 +111,7 @@ class CampaignUpdate(BaseModel):
     batch_delay_ms: int | None = None
     fallback_window_s: int | None = None
     ready_to_send: bool | None = None
+    ab_test: dict[str, Any] | None = None
 
 
 class PauseIn(BaseModel):
@@ -354,6 +357,8 @@ async def check_audience(conn: Any, account: str, spec: CampaignIn) -> None:
         ident = parse_uuid(spec.segment_id, ErrorCode.AUDIENCE_INVALID)
         if await drafts.segment_rules(conn, account, ident) is None:
             raise ApiError(ErrorCode.AUDIENCE_INVALID, "no such segment", field="segment_id")
+    if spec.failed_of and await drafts.sent_event(conn, account, spec.failed_of) is None:
+        raise ApiError(ErrorCode.AUDIENCE_INVALID, "no such sent campaign", field="failed_of")
 
 
 @router.post("/{campaign_id}/send", status_code=202, response_model=Envelope[Sent])
@@ -437,3 +442,62 @@ async def cancel_campaign(
     await existing(pool, account, campaign_id)
     done = await drafts.cancel(pool, account, campaign_id)
     return await _control(request, pool, account, campaign_id, done, "cancel")
+
+
+# A campaign's failed set changes until it ends.
+_RETRYABLE_STATUSES = frozenset({"completed", "cancelled", "failed"})
+_RETRY_SUFFIX = " (retry)"
+
+
+def retry_spec(source: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+    """A draft of the campaign as it was sent (the event's content, which needs no template
+    lookups that may have changed since), addressed to its failed recipients."""
+    name = source["name"] or source["id"]
+    spec: dict[str, Any] = {
+        "name": name[: 200 - len(_RETRY_SUFFIX)] + _RETRY_SUFFIX,
+        "description": f"Failed recipients of campaign {source['id']}",
+        "sending_mode": event["sending_mode"],
+        "content": event["content"],
+        "failed_of": source["id"],
+        **{
+            k: event[k]
+            for k in (
+                "variable_mappings",
+                "recipient_variables",
+                "batch_size",
+                "batch_delay_ms",
+                "fallback_window_s",
+            )
+            if event.get(k)
+        },
+    }
+    if event.get("variants"):
+        spec["ab_test"] = {
+            "variants": [
+                {"name": v["name"], "weight": v["weight"], "content": v["content"]}
+                for v in event["variants"]
+            ]
+        }
+    return spec
+
+
+@router.post("/{campaign_id}/retry-failed", status_code=201, response_model=Envelope[Campaign])
+async def retry_failed(
+    request: Request, campaign_id: str, account: Account, pool: Pool
+) -> dict[str, Any]:
+    """A new draft with this campaign's content whose audience is its failed recipients (as
+    they are when the draft is sent). The campaign must have ended."""
+    current = await existing(pool, account, campaign_id)
+    if current["status"] not in _RETRYABLE_STATUSES:
+        raise ApiError(
+            ErrorCode.CAMPAIGN_STATE_CONFLICT,
+            f"the campaign is {current['status']}; only an ended campaign can be retried",
+            field="status",
+        )
+    event = await drafts.sent_event(pool, account, campaign_id)
+    if not current["failed"] or event is None:
+        raise ApiError(ErrorCode.NOTHING_TO_RETRY, field="failed")
+    spec = parse_spec(retry_spec(current, event))
+    new_id = str(uuid.uuid4())
+    await drafts.insert(pool, account, new_id, _draft(spec))
+    return ok(request, campaign_out(await existing(pool, account, new_id), config_of(request)))

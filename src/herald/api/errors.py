@@ -68,6 +68,8 @@ class ErrorCode(Enum):
     TEMPLATE_CHANNEL_MISMATCH = _Spec(1616, 422, "The template belongs to another channel")
     TEMPLATE_NOT_APPROVED = _Spec(1618, 422, "The WhatsApp template is not approved")
     CAMPAIGN_NOT_EDITABLE = _Spec(1619, 409, "Only draft campaigns can be changed")
+    NOTHING_TO_RETRY = _Spec(1620, 409, "The campaign has no failed recipients to retry")
+    AB_TEST_NOT_FOUND = _Spec(1621, 404, "The campaign has no A/B test")
 
     @property
     def code(self) -> str:

@@ -23,6 +23,7 @@ from herald.api.campaigns import (
     templates_of,
 )
 from herald.api.envelope import Envelope, ListEnvelope, ok, page
+from herald.api.errors import ApiError, ErrorCode
 from herald.domain.channels import Channel, chain
 from herald.domain.segments import compile_rules
 from herald.domain.status import RecipientStatus
@@ -55,6 +56,24 @@ class Recipient(BaseModel):
     updated_at: datetime
 
 
+class VariantResult(BaseModel):
+    name: str
+    weight: int = Field(description="Percent of the audience")
+    recipients: int
+    sent: int
+    delivered: int = Field(description="Including read")
+    read: int
+    failed: int
+    skipped: int
+    cancelled: int
+    pending: int
+    delivery_rate: float | None = Field(description="delivered / sent; null before any send")
+
+
+class AbTestResult(BaseModel):
+    variants: list[VariantResult]
+
+
 @router.post("/{campaign_id}/calculate-goal", response_model=Envelope[GoalCalculation])
 async def calculate_goal(
     request: Request, campaign_id: str, account: Account, pool: Pool
@@ -68,7 +87,7 @@ async def calculate_goal(
     segment = None
     if spec.segment_id:
         rules = await drafts.segment_rules(pool, account, uuid.UUID(spec.segment_id))
-        segment = compile_rules(rules, first_param=7)
+        segment = compile_rules(rules, first_param=8)
     first = chain(spec.mode)[0]
     goal = await drafts.goal(
         pool,
@@ -78,6 +97,7 @@ async def calculate_goal(
         tags=spec.tags,
         destinations=spec.destinations,
         channel=first.value,
+        failed_of=spec.failed_of,
         segment=segment,
     )
     config = config_of(request)
@@ -167,3 +187,31 @@ async def campaign_recipients(
         for r in items
     ]
     return page(request, out, cursor)
+
+
+_OUTCOMES = ("recipients", "sent", "delivered", "read", "failed", "skipped", "cancelled", "pending")
+
+
+@router.get("/{campaign_id}/ab-test", response_model=Envelope[AbTestResult])
+async def ab_test_results(
+    request: Request, campaign_id: str, account: Account, pool: Pool
+) -> dict[str, Any]:
+    """Each variant's split and outcomes, recounted from the recipient rows (zeros until the
+    campaign is expanded)."""
+    current = await existing(pool, account, campaign_id)
+    event = await drafts.sent_event(pool, account, current["id"])
+    if event is not None:
+        arms = [(v["name"], v["weight"]) for v in event.get("variants") or []]
+    else:
+        spec = current["spec"] or {}
+        arms = [(v["name"], v["weight"]) for v in (spec.get("ab_test") or {}).get("variants", [])]
+    if not arms:
+        raise ApiError(ErrorCode.AB_TEST_NOT_FOUND)
+    counted = await drafts.variant_counters(pool, current["id"]) if event is not None else {}
+    results = []
+    for i, (name, weight) in enumerate(arms):
+        row = counted.get(i, {})
+        outcome = {k: row.get(k, 0) for k in _OUTCOMES}
+        rate = outcome["delivered"] / outcome["sent"] if outcome["sent"] else None
+        results.append({"name": name, "weight": weight, **outcome, "delivery_rate": rate})
+    return ok(request, {"variants": results})

@@ -20,7 +20,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from herald import metrics
 from herald.constants import HEADER_DLQ_REASON, TOPIC_DEAD_LETTER
 from herald.settings import Settings
-from herald.store.db import TRANSIENT, StoreError
+from herald.store.db import TRANSIENT, UNAVAILABLE, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,14 @@ async def _handle(
             if not exc.retryable:
                 failures += 1
             reason = f"store: {exc}"
-        except TRANSIENT as exc:
-            # Transient by nature: the transaction rolled back whole; try again, uncounted.
+        except UNAVAILABLE as exc:
+            # The transaction rolled back whole: try again, uncounted, however long it takes.
             reason = f"store: {type(exc).__name__}"
+            log.warning("retrying after %s: %s", reason, exc, extra={"event": "handler_retry"})
+        except TRANSIENT as exc:
+            # A connection cut mid-operation, or a mistake the driver reports the same way.
+            failures += 1
+            reason = f"store: {type(exc).__name__}: {exc}"
             log.warning("retrying after %s", reason, extra={"event": "handler_retry"})
         except Exception as exc:
             failures += 1

@@ -26,6 +26,7 @@ class RecipientRow:
     contact_id: str | None
     fields: Mapping[str, Any]
     opted_out: frozenset[Channel] = frozenset()
+    variant: int | None = None  # the A/B test arm, when the campaign has one
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +118,7 @@ def _for_channel(
     variables: Mapping[str, object],
     default_sms_sender: str,
 ) -> Message | Skip:
-    content = event.content
+    content = event.content_for(recipient.variant)
     if channel is Channel.EMAIL:
         if content.email is None:
             return Skip(reason="no_content", description="no email content")

@@ -6,7 +6,7 @@ raises EventError naming the field; the scheduler dead-letters the event with th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,9 @@ MAX_BATCH_DELAY_MS = 3_600_000
 DEFAULT_FALLBACK_WINDOW_S = 900
 MAX_FALLBACK_WINDOW_S = 7 * 24 * 3600
 MAX_ID_LENGTH = 128
+MIN_VARIANTS = 2
+MAX_VARIANTS = 5
+SPLIT_TOTAL = 100  # variant weights are percentages of the audience
 
 
 class EventError(ValueError):
@@ -77,17 +80,33 @@ class Content:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Variant:
+    """One arm of an A/B test: its share of the audience in percent, and its own content."""
+
+    name: str
+    weight: int
+    content: Content
+
+
+@dataclass(frozen=True, kw_only=True)
 class Audience:
     contact_ids: tuple[str, ...] = ()
     list_ids: tuple[str, ...] = ()
     segment_id: str | None = None
     tags: tuple[str, ...] = ()
     destinations: tuple[str, ...] = ()
+    # Another campaign of the same account: its recipients that ended failed (retry-failed).
+    failed_of: str | None = None
 
     @property
     def is_empty(self) -> bool:
         return not (
-            self.contact_ids or self.list_ids or self.segment_id or self.tags or self.destinations
+            self.contact_ids
+            or self.list_ids
+            or self.segment_id
+            or self.tags
+            or self.destinations
+            or self.failed_of
         )
 
 
@@ -106,10 +125,41 @@ class CampaignConfirmed:
     batch_size: int = DEFAULT_BATCH_SIZE
     batch_delay_ms: int = 0
     fallback_window_s: int = DEFAULT_FALLBACK_WINDOW_S
+    variants: tuple[Variant, ...] = ()
 
     @property
     def channels(self) -> tuple[Channel, ...]:
         return chain(self.sending_mode)
+
+    def content_for(self, variant: int | None) -> Content:
+        """The content a recipient of this variant gets (the campaign's without a test)."""
+        if variant is None or not 0 <= variant < len(self.variants):
+            return self.content
+        return self.variants[variant].content
+
+
+def variant_starts(variants: Sequence[Variant]) -> list[int] | None:
+    """Where each variant's share of 0..99 begins: the thresholds expansion assigns by
+    (PostgreSQL's width_bucket over a recipient's slot). None without a test."""
+    if not variants:
+        return None
+    starts, total = [], 0
+    for variant in variants:
+        starts.append(total)
+        total += variant.weight
+    return starts
+
+
+def variant_slot(recipient_id: int) -> int:
+    """A recipient's place in 0..99. 37 is coprime to 100, so every run of 100 consecutive
+    ids fills every slot once and each variant gets its share exactly, interleaved."""
+    return recipient_id * 37 % SPLIT_TOTAL
+
+
+def variant_of(recipient_id: int, starts: Sequence[int]) -> int:
+    """The variant expansion gives a recipient (expand_recipients does this in SQL)."""
+    slot = variant_slot(recipient_id)
+    return max(i for i, start in enumerate(starts) if start <= slot)
 
 
 def parse_campaign_confirmed(raw: object) -> CampaignConfirmed:
@@ -146,14 +196,44 @@ def parse_campaign_confirmed(raw: object) -> CampaignConfirmed:
         fallback_window_s=_int(
             raw, "fallback_window_s", DEFAULT_FALLBACK_WINDOW_S, 1, MAX_FALLBACK_WINDOW_S
         ),
+        variants=_variants(raw.get("variants"), chain(mode)),
     )
     return event
 
 
-def _content(raw: Mapping[str, Any], channels: tuple[Channel, ...]) -> Content:
+def _variants(raw: object, channels: tuple[Channel, ...]) -> tuple[Variant, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not MIN_VARIANTS <= len(raw) <= MAX_VARIANTS:
+        raise EventError("variants", f"must be a list of {MIN_VARIANTS} to {MAX_VARIANTS} objects")
+    found: list[Variant] = []
+    for i, item in enumerate(raw):
+        path = f"variants.{i}"
+        if not isinstance(item, Mapping):
+            raise EventError(path, "must be an object")
+        name = _str(item, "name", path)
+        if len(name) > MAX_ID_LENGTH:
+            raise EventError(f"{path}.name", f"must be at most {MAX_ID_LENGTH} characters")
+        if any(v.name == name for v in found):
+            raise EventError(f"{path}.name", f"{name!r} is used by another variant")
+        weight = item.get("weight")
+        if type(weight) is not int or not 1 <= weight < SPLIT_TOTAL:
+            raise EventError(f"{path}.weight", f"must be an integer from 1 to {SPLIT_TOTAL - 1}")
+        section = item.get("content")
+        if not isinstance(section, Mapping):
+            raise EventError(f"{path}.content", "must be an object")
+        found.append(
+            Variant(name=name, weight=weight, content=_content(section, channels, f"{path}."))
+        )
+    if sum(v.weight for v in found) != SPLIT_TOTAL:
+        raise EventError("variants", f"weights must add up to {SPLIT_TOTAL}")
+    return tuple(found)
+
+
+def _content(raw: Mapping[str, Any], channels: tuple[Channel, ...], prefix: str = "") -> Content:
     parts: dict[str, object] = {}
     for channel in channels:
-        path = f"content.{channel.value}"
+        path = f"{prefix}content.{channel.value}"
         section = raw.get(channel.value)
         if not isinstance(section, Mapping):
             raise EventError(path, f"required for sending mode with {channel.value}")
@@ -197,9 +277,12 @@ def _audience(raw: Mapping[str, Any]) -> Audience:
         segment_id=_str(raw, "segment_id", "audience", required=False),
         tags=_str_list(raw, "tags"),
         destinations=_str_list(raw, "destinations"),
+        failed_of=_str(raw, "failed_of", "audience", required=False),
     )
     if audience.is_empty:
-        raise EventError("audience", "name contact_ids, list_ids, segment_id, tags or destinations")
+        raise EventError(
+            "audience", "name contact_ids, list_ids, segment_id, tags, destinations or failed_of"
+        )
     return audience
 
 

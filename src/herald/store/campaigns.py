@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from herald.domain.events import CampaignConfirmed
+from herald.domain.events import CampaignConfirmed, variant_starts
 from herald.domain.segments import Compiled
 from herald.domain.status import CounterDelta
 from herald.domain.work import BatchItem
@@ -65,7 +65,7 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
     segment = Compiled(sql="FALSE", params=())
     if audience.segment_id:
         segment = await segments.audience_condition(
-            conn, event.account_id, audience.segment_id, first_param=7
+            conn, event.account_id, audience.segment_id, first_param=9
         )
     await conn.execute(sql("campaigns", "expansion_memory"))
     status = await conn.execute(
@@ -76,6 +76,8 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
         list(_uuids(audience.list_ids)),
         list(audience.tags),
         list(audience.destinations),
+        audience.failed_of,
+        variant_starts(event.variants),
         *segment.params,
     )
     total = int(status.split()[-1])

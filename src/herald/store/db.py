@@ -17,21 +17,27 @@ class StoreError(RuntimeError):
         self.retryable = retryable
 
 
-# What a restarting or unreachable PostgreSQL raises. The operation did not happen, or its
-# transaction rolled back whole, so the caller may simply go round again.
-TRANSIENT: tuple[type[BaseException], ...] = (
+# What a restarting or unreachable PostgreSQL raises, or a conflict that rolled back: the
+# operation did not happen (its transaction rolled back whole), so it can simply be tried
+# again, as often as it takes.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.AdminShutdownError,
-    # The connection closed under a transaction (the server restarted).
-    asyncpg.exceptions.InterfaceError,
-    # A pooled connection the restart cut mid-operation: "cannot switch to state ..; another
-    # operation is in progress". The pool discards it on release.
-    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
+)
+
+# UNAVAILABLE plus the driver's own errors on a connection a restart cut mid-operation
+# ("connection is closed", "cannot switch to state ..; another operation is in progress").
+# The driver raises the same types for a caller's mistakes (a wrong argument count), so a
+# handler of records counts these as failures, and a loop logs them and goes round again.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    *UNAVAILABLE,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 # Everything a role's loop catches from the store, logs and survives: the transient set plus
@@ -44,7 +50,7 @@ LOOP_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def translate(exc: BaseException) -> StoreError:
-    retryable = isinstance(exc, TRANSIENT)
+    retryable = isinstance(exc, UNAVAILABLE)
     return StoreError(f"{type(exc).__name__}: {exc}", retryable=retryable)
 
 

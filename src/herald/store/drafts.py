@@ -141,9 +141,10 @@ async def goal(
     tags: Sequence[str],
     destinations: Sequence[str],
     channel: str,
+    failed_of: str | None,
     segment: Compiled | None,
 ) -> Goal:
-    """Counts what expansion would create; `segment` must be compiled from parameter $7."""
+    """Counts what expansion would create; `segment` must be compiled from parameter $8."""
     query = sql("drafts", "goal").replace("{segment}", segment.sql if segment else "FALSE")
     row = await conn.fetchrow(
         query,
@@ -153,6 +154,7 @@ async def goal(
         list(tags),
         list(destinations),
         channel,
+        failed_of,
         *(segment.params if segment else ()),
     )
     assert row is not None
@@ -211,3 +213,17 @@ async def recipients(
 ) -> list[Row]:
     rows = await pool.fetch(sql("drafts", "recipients"), campaign_id, status, after_id, limit)
     return [dict(r) for r in rows]
+
+
+async def sent_event(conn: Conn, account_id: str, campaign_id: str) -> Mapping[str, Any] | None:
+    """The campaign.confirmed event the pipeline holds for the account's campaign."""
+    event: Mapping[str, Any] | None = await conn.fetchval(
+        sql("drafts", "sent_event"), account_id, campaign_id
+    )
+    return event
+
+
+async def variant_counters(conn: Conn, campaign_id: str) -> dict[int, Row]:
+    """Outcomes per A/B variant index, for a campaign the caller has checked is the account's."""
+    rows = await conn.fetch(sql("drafts", "variant_counters"), campaign_id)
+    return {r["variant"]: dict(r) for r in rows}

@@ -47,6 +47,7 @@ def _rows(rows: Sequence[asyncpg.Record]) -> list[RecipientRow]:
                 contact_id=r["contact_id"],
                 fields=fields,
                 opted_out=_channels(r["opted_out"]),
+                variant=r["variant"],
             )
         )
     return result

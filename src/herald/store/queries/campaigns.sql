@@ -18,12 +18,19 @@ LIMIT 1
 FOR UPDATE SKIP LOCKED;
 
 -- name: expand_recipients
--- $1 campaign, $2 account, $3 contact ids, $4 list ids, $5 tags, $6 raw destinations, then
--- the segment's parameters from $7. {segment_condition} is replaced by the segment's rules
--- compiled to SQL over `contacts c` (domain/segments.py: placeholders only, never values).
+-- $1 campaign, $2 account, $3 contact ids, $4 list ids, $5 tags, $6 raw destinations, $7 a
+-- campaign of the account whose failed recipients come again (retry-failed), $8 where each A/B
+-- variant's share of the slots 0..99 starts (NULL: no test), then the segment's parameters
+-- from $9. {segment_condition} is replaced by the segment's rules compiled to SQL over
+-- `contacts c` (domain/segments.py: placeholders only, never values).
 -- Contacts from every source once; raw destinations once each and not again if a contact
--- in the audience has that phone. Ids are dense from 1 in a stable order.
-WITH ids AS (
+-- in the audience has that phone. Ids are dense from 1 in a stable order; a recipient's
+-- variant is the one whose share holds its slot id * 37 % 100 (domain/events.variant_of).
+WITH failed AS (
+    SELECT r.id, r.contact_id, r.phone
+    FROM recipients r JOIN campaigns p ON p.id = r.campaign_id
+    WHERE r.campaign_id = $7 AND p.account_id = $2 AND r.status = 'failed'
+), ids AS (
     SELECT id FROM contacts WHERE account_id = $2 AND id = ANY ($3::uuid[])
     UNION
     SELECT m.contact_id FROM list_members m JOIN lists l ON l.id = m.list_id
@@ -32,13 +39,20 @@ WITH ids AS (
     SELECT id FROM contacts WHERE account_id = $2 AND cardinality($5::text[]) > 0
                               AND tags && $5::text[]
     UNION
+    SELECT contact_id FROM failed WHERE contact_id IS NOT NULL
+    UNION
     SELECT c.id FROM contacts c WHERE c.account_id = $2 AND ({segment_condition})
 ), audience AS (
     SELECT c.id AS contact_id, c.phone, c.email
     FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $2
 ), raw AS (
     SELECT DISTINCT ON (d) d AS phone, ord
-    FROM unnest($6::text[]) WITH ORDINALITY AS t (d, ord)
+    FROM (
+        SELECT d, ord FROM unnest($6::text[]) WITH ORDINALITY AS t (d, ord)
+        UNION ALL
+        SELECT phone, cardinality($6::text[]) + id FROM failed
+        WHERE contact_id IS NULL AND phone IS NOT NULL
+    ) AS t (d, ord)
     ORDER BY d, ord
 ), combined AS (
     SELECT contact_id, phone, email, 0 AS source, NULL::bigint AS ord FROM audience
@@ -46,10 +60,14 @@ WITH ids AS (
     SELECT NULL::uuid, raw.phone, NULL::text, 1, raw.ord
     FROM raw LEFT JOIN audience a ON a.phone = raw.phone
     WHERE a.phone IS NULL
+), numbered AS (
+    SELECT row_number() OVER (ORDER BY source, contact_id, ord) AS n, contact_id, phone, email
+    FROM combined
 )
-INSERT INTO recipients (campaign_id, id, contact_id, phone, email)
-SELECT $1, row_number() OVER (ORDER BY source, contact_id, ord), contact_id, phone, email
-FROM combined;
+INSERT INTO recipients (campaign_id, id, contact_id, phone, email, variant)
+SELECT $1, n, contact_id, phone, email,
+       CASE WHEN $8::int[] IS NOT NULL THEN width_bucket(n * 37 % 100, $8::int[]) - 1 END
+FROM numbered;
 
 -- name: expansion_memory
 -- Sorting and hashing a million-recipient audience in memory instead of spilling to disk.

@@ -66,8 +66,13 @@ RETURNING goal_calculated_at;
 -- name: goal
 -- Recipients the scheduler would create: contacts from every source once, then raw
 -- destinations that no audience contact has. {segment} is a compiled segment condition
--- (or FALSE); its parameters follow $6. $6 is the channel opt-outs are counted for.
-WITH ids AS (
+-- (or FALSE); its parameters follow $7. $6 is the channel opt-outs are counted for, $7 a
+-- campaign whose failed recipients are part of the audience.
+WITH failed AS (
+    SELECT r.contact_id, r.phone
+    FROM recipients r JOIN campaigns p ON p.id = r.campaign_id
+    WHERE r.campaign_id = $7 AND p.account_id = $1 AND r.status = 'failed'
+), ids AS (
     SELECT id FROM contacts WHERE account_id = $1 AND id = ANY ($2::uuid[])
     UNION
     SELECT m.contact_id FROM list_members m JOIN lists l ON l.id = m.list_id
@@ -76,13 +81,19 @@ WITH ids AS (
     SELECT id FROM contacts WHERE account_id = $1 AND cardinality($4::text[]) > 0
                               AND tags && $4::text[]
     UNION
+    SELECT contact_id FROM failed WHERE contact_id IS NOT NULL
+    UNION
     SELECT c.id FROM contacts c WHERE c.account_id = $1 AND ({segment})
 ), audience AS (
-    SELECT c.id, c.phone FROM ids JOIN contacts c ON c.id = ids.id
+    SELECT c.id, c.phone FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $1
+), raw AS (
+    SELECT d FROM unnest($5::text[]) AS d
+    UNION
+    SELECT phone FROM failed WHERE contact_id IS NULL AND phone IS NOT NULL
 )
 SELECT (SELECT count(*) FROM audience)
-       + (SELECT count(DISTINCT d) FROM unnest($5::text[]) AS d
-          WHERE NOT EXISTS (SELECT 1 FROM audience a WHERE a.phone = d)) AS recipients,
+       + (SELECT count(*) FROM raw
+          WHERE NOT EXISTS (SELECT 1 FROM audience a WHERE a.phone = raw.d)) AS recipients,
        (SELECT count(*) FROM audience a JOIN contact_preferences p ON p.contact_id = a.id
         WHERE p.channel = $6 AND NOT p.opted_in) AS opted_out;
 
@@ -130,3 +141,22 @@ WHERE r.campaign_id = $1
   AND r.id > $3
 ORDER BY r.id
 LIMIT $4;
+
+-- name: sent_event
+-- The campaign.confirmed event a campaign of the account was sent with.
+SELECT event FROM campaigns WHERE account_id = $1 AND id = $2;
+
+-- name: variant_counters
+-- A/B test results: each variant's recipients by outcome, recounted from the recipient rows
+-- (exact by construction; one pass over the campaign's rows).
+SELECT variant, count(*) AS recipients,
+       count(*) FILTER (WHERE accepted) AS sent,
+       count(*) FILTER (WHERE status IN ('delivered', 'read')) AS delivered,
+       count(*) FILTER (WHERE status = 'read') AS read,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE status NOT IN ('delivered', 'read', 'failed', 'skipped',
+                                             'cancelled')) AS pending
+FROM recipients WHERE campaign_id = $1 AND variant IS NOT NULL
+GROUP BY variant ORDER BY variant;

@@ -1,7 +1,7 @@
 -- name: queued_chunk
 -- Keyset page of a batch's recipients still queued, with the contact fields templates use
 -- and the channels the contact opted out of.
-SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id,
+SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id, r.variant,
        c.first_name, c.last_name, c.attributes,
        ARRAY(SELECT p.channel FROM contact_preferences p
              WHERE p.contact_id = r.contact_id AND NOT p.opted_in) AS opted_out
@@ -12,7 +12,7 @@ LIMIT $4;
 
 -- name: open_by_ids
 -- Recipients of fallback work that are not final yet (a late delivery may have won).
-SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id,
+SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id, r.variant,
        c.first_name, c.last_name, c.attributes,
        ARRAY(SELECT p.channel FROM contact_preferences p
              WHERE p.contact_id = r.contact_id AND NOT p.opted_in) AS opted_out

@@ -2,6 +2,7 @@
 
     python load-tests/bench_e2e.py [--recipients N] [--sending-mode MODE] [--workers K]
     python load-tests/bench_e2e.py --expand-only 1000000
+    python load-tests/bench_e2e.py --fold-only --fold-recipients 40000
 
 One run, four phases, on embedded PostgreSQL and broker (a fresh data dir per run):
 
@@ -45,6 +46,7 @@ import profiling
 from herald import embedded
 from herald.demo import BAD_PHONE_EVERY, FIRST_PHONE, NAMELESS_EVERY
 from herald.domain.channels import SendingMode
+from herald.runner import migrate
 from herald.settings import Settings
 from herald.store import campaigns, db
 
@@ -89,6 +91,12 @@ def _args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fold-record-events", type=int, default=25)
     parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument("--skip-fold", action="store_true")
+    parser.add_argument(
+        "--fold-only",
+        action="store_true",
+        help="only the fold phase (status role alone, from a backlog); no simulator, ceiling "
+        "or campaign",
+    )
     parser.add_argument("--expand-only", type=int, default=None, metavar="N")
     parser.add_argument(
         "--no-analyze",
@@ -101,6 +109,8 @@ def _args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.recipients < 1 or args.workers < 1:
         parser.error("--recipients and --workers must be at least 1")
+    if args.fold_only and (args.skip_fold or args.expand_only is not None):
+        parser.error("--fold-only excludes --skip-fold and --expand-only")
     return args
 
 
@@ -357,6 +367,17 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     async with embedded.running(harness.run_settings(data_dir)) as settings:
         if args.expand_only is not None:
             return await _expand_only(settings, args.expand_only, not args.no_analyze)
+        if args.fold_only:
+            # No role has started yet to apply the migrations.
+            await migrate(settings)
+            fold = await folding.run(settings, args)
+            harness.log("details " + orjson.dumps(fold).decode())
+            return {
+                "fold_events": fold["fold_events"],
+                "fold_events_per_s": _round(fold["fold_events_per_s"]),
+                "fold_transactions": fold["fold_transactions"],
+                "lost": fold["fold_lost"],
+            }
         simulator = harness.Child(settings, ["simulator"]).start()
         with harness.children(simulator):
             await anyio.to_thread.run_sync(simulator.wait_ready)

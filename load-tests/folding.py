@@ -126,6 +126,16 @@ async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                     await anyio.sleep(0.02)
             async with aiohttp.ClientSession() as http:
                 text = await harness.scrape(http, status.metrics_port)
+        # Exact, not only fast: the folded counters against a recount of the recipient rows,
+        # and the channel's counters against what the events imply.
+        recount = await campaigns.recount(pool, campaign_id)
+        by_channel = await campaigns.channel_counters(pool, campaign_id)
+    folded = {f: getattr(counters, f) for f in measures.COUNTER_FIELDS}
+    expected_channel = {"sent": total, "delivered": total, "failed": 0}
+    channel_lost = sum(
+        abs(by_channel.get("whatsapp", {}).get(f, 0) - n) for f, n in expected_channel.items()
+    )
+    lost = measures.lost(expected_total=total, counters=folded, recount=recount) + channel_lost
     assert t0 is not None and s0 is not None
     folds = measures.histogram(text, "herald_fold_duration_seconds")
     # Events folded before the first sighting are the `sent` ones seen then (they come first).
@@ -138,4 +148,5 @@ async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "fold_seconds_in_transactions": round(folds.sum, 3),
         "fold_status": counters.status,
         "fold_cpu_s": {k: v for k, v in cpu.items() if k in ("status", "postgres", "broker")},
+        "fold_lost": lost,
     }

@@ -9,8 +9,9 @@ after `failed` wins (the provider did deliver), so the final state is the highes
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class RecipientStatus(StrEnum):
@@ -36,6 +37,8 @@ RANK: dict[RecipientStatus, int] = {
     RecipientStatus.READ: 4,
 }
 
+_FAILED_RANK = RANK[RecipientStatus.FAILED]
+
 FINAL: frozenset[RecipientStatus] = frozenset(
     {
         RecipientStatus.FAILED,
@@ -52,8 +55,10 @@ ACCEPTED: frozenset[RecipientStatus] = frozenset(
 )
 
 
-@dataclass(frozen=True, kw_only=True)
-class StatusEvent:
+# StatusEvent and RecipientState are named tuples rather than frozen dataclasses: the status
+# consumer makes one per event and per locked row, and a frozen dataclass costs several times
+# more to build. Both are still immutable; build them with keywords.
+class StatusEvent(NamedTuple):
     """One observation about one attempt: from a worker (sync outcome) or a provider callback."""
 
     campaign_id: str
@@ -72,8 +77,7 @@ class StatusEvent:
     fallback: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
-class RecipientState:
+class RecipientState(NamedTuple):
     status: RecipientStatus
     accepted: bool
     channel: str | None = None
@@ -81,27 +85,42 @@ class RecipientState:
     error_description: str | None = None
 
 
-def fold(state: RecipientState, events: Iterable[StatusEvent]) -> RecipientState:
-    """The state after applying events in any order; idempotent and order-independent."""
-    status = state.status
-    accepted = state.accepted
-    channel = state.channel
-    error_code = state.error_code
-    error_description = state.error_description
+_ERROR_STATUSES = frozenset(
+    {RecipientStatus.FAILED, RecipientStatus.SKIPPED, RecipientStatus.CANCELLED}
+)
+
+
+def fold(
+    state: RecipientState, events: Iterable[StatusEvent], chain_length: int = 0
+) -> RecipientState:
+    """The state after applying events in any order; idempotent and order-independent.
+
+    With chain_length, each event counts as for_recipient(event, chain_length) maps it (the
+    recipient's view of a chain), without building the mapped events."""
+    status, accepted, channel, error_code, error_description = state
+    rank = RANK[status]
+    failed = RecipientStatus.FAILED
     for event in events:
-        accepted = accepted or event.accepted or event.status in ACCEPTED
-        if not _wins(event.status, status):
-            continue
-        status = event.status
-        channel = event.channel or channel
-        if event.status in (
-            RecipientStatus.FAILED,
-            RecipientStatus.SKIPPED,
-            RecipientStatus.CANCELLED,
+        incoming = event.status
+        if (
+            incoming is failed
+            and chain_length
+            and event.fallback
+            and 1 <= event.attempt < chain_length
         ):
+            incoming = RecipientStatus.QUEUED  # as for_recipient maps it
+        accepted = accepted or event.accepted or incoming in ACCEPTED
+        incoming_rank = RANK[incoming]
+        # failed, skipped and cancelled share a rank; none replaces another.
+        if incoming_rank <= rank:
+            continue
+        rank = incoming_rank
+        status = incoming
+        channel = event.channel or channel
+        if incoming in _ERROR_STATUSES:
             error_code = event.error_code
             error_description = event.error_description
-        elif RANK[event.status] > RANK[RecipientStatus.FAILED]:
+        elif incoming_rank > _FAILED_RANK:
             # Delivered after a failure report: the failure no longer describes the recipient.
             error_code = None
             error_description = None
@@ -112,11 +131,6 @@ def fold(state: RecipientState, events: Iterable[StatusEvent]) -> RecipientState
         error_code=error_code,
         error_description=error_description,
     )
-
-
-def _wins(incoming: RecipientStatus, current: RecipientStatus) -> bool:
-    # failed, skipped and cancelled share a rank; none replaces another.
-    return RANK[incoming] > RANK[current]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,7 +242,7 @@ def for_recipient(event: StatusEvent, chain_length: int) -> StatusEvent:
         and event.fallback
         and 1 <= event.attempt < chain_length
     ):
-        return replace(event, status=RecipientStatus.QUEUED)
+        return event._replace(status=RecipientStatus.QUEUED)
     return event
 
 
@@ -284,9 +298,13 @@ def from_wire(raw: object) -> StatusEvent:
         campaign_id = raw["c"]
         recipient_id = raw["r"]
         attempt = raw["a"]
-        status = RecipientStatus(raw["s"])
+        status_value = raw["s"]
     except KeyError as exc:
         raise ValueError(f"status event lacks {exc.args[0]!r}") from None
+    # By value without an Enum call (the consumer parses every event); the same refusal.
+    status = STATUSES.get(status_value) if isinstance(status_value, str) else None
+    if status is None:
+        status = RecipientStatus(status_value)
     if not isinstance(campaign_id, str):
         raise ValueError("c must be a campaign id")
     if not campaign_id:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
 from herald.domain.status import STATUSES, RecipientState
-from herald.store.queries import sql
+from herald.store.queries import json_rows, sql
 
 AttemptKey = tuple[str, int, int]
 
@@ -88,8 +89,7 @@ async def record_results(pool: asyncpg.Pool, campaign_id: str, results: Sequence
     )
 
 
-@dataclass(frozen=True, kw_only=True)
-class LockedAttempt:
+class LockedAttempt(NamedTuple):
     state: RecipientState
     created_at: datetime
 
@@ -97,23 +97,13 @@ class LockedAttempt:
 async def lock_states(
     conn: asyncpg.Connection, keys: Iterable[AttemptKey]
 ) -> dict[AttemptKey, LockedAttempt]:
-    ordered = sorted(set(keys))
-    rows = await conn.fetch(
-        sql("attempts", "lock_states"),
-        [k[0] for k in ordered],
-        [k[1] for k in ordered],
-        [k[2] for k in ordered],
-    )
+    """Locks the rows in key order (as record_results does) and returns their states."""
+    rows = await conn.fetch(sql("attempts", "lock_states"), json_rows(sorted(set(keys))))
+    statuses = STATUSES
+    # Positional reads and named tuples: this runs once per folded attempt.
     return {
-        (r["campaign_id"], r["recipient_id"], r["attempt_no"]): LockedAttempt(
-            state=RecipientState(
-                status=STATUSES[r["status"]],
-                accepted=r["accepted"],
-                channel=r["channel"],
-                error_code=r["error_code"],
-                error_description=r["error_description"],
-            ),
-            created_at=r["created_at"],
+        (r[0], r[1], r[2]): LockedAttempt(
+            RecipientState(statuses[r[3]], r[4], r[5], r[6], r[7]), r[8]
         )
         for r in rows
     }
@@ -128,14 +118,7 @@ async def write_states(
         return
     await conn.execute(
         sql("attempts", "write_states"),
-        [k[0] for k, _, _ in states],
-        [k[1] for k, _, _ in states],
-        [k[2] for k, _, _ in states],
-        [s.status.value for _, s, _ in states],
-        [s.accepted for _, s, _ in states],
-        [pm for _, _, pm in states],
-        [s.error_code for _, s, _ in states],
-        [s.error_description for _, s, _ in states],
+        json_rows([(k[0], k[1], k[2], s[0], s[1], pm, s[3], s[4]) for k, s, pm in states]),
     )
 
 

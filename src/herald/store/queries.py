@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
+
+import orjson
 
 _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
 
@@ -24,3 +27,10 @@ def load(aggregate: str) -> dict[str, str]:
 
 def sql(aggregate: str, name: str) -> str:
     return load(aggregate)[name]
+
+
+def json_rows(rows: Sequence[Sequence[object]]) -> str:
+    """Many rows as one parameter: a JSON array of arrays, read in SQL with
+    jsonb_array_elements. asyncpg encodes array parameters element by element in Python,
+    which cost the status fold more than the fold itself."""
+    return orjson.dumps(rows).decode()

@@ -11,7 +11,7 @@ import asyncpg
 from herald.domain.channels import Channel
 from herald.domain.compose import RecipientRow
 from herald.domain.status import STATUSES, RecipientState
-from herald.store.queries import sql
+from herald.store.queries import json_rows, sql
 
 RecipientKey = tuple[str, int]
 
@@ -56,20 +56,11 @@ def _rows(rows: Sequence[asyncpg.Record]) -> list[RecipientRow]:
 async def lock_states(
     conn: asyncpg.Connection, keys: Iterable[RecipientKey]
 ) -> dict[RecipientKey, RecipientState]:
-    ordered = sorted(set(keys))
-    rows = await conn.fetch(
-        sql("recipients", "lock_states"), [k[0] for k in ordered], [k[1] for k in ordered]
-    )
-    return {
-        (r["campaign_id"], r["id"]): RecipientState(
-            status=STATUSES[r["status"]],
-            accepted=r["accepted"],
-            channel=r["channel"],
-            error_code=r["error_code"],
-            error_description=r["error_description"],
-        )
-        for r in rows
-    }
+    """Locks the rows in key order (as every writer of them does) and returns their states."""
+    rows = await conn.fetch(sql("recipients", "lock_states"), json_rows(sorted(set(keys))))
+    statuses = STATUSES
+    # Positional reads and a named tuple per row: this runs once per folded recipient.
+    return {(r[0], r[1]): RecipientState(statuses[r[2]], r[3], r[4], r[5], r[6]) for r in rows}
 
 
 async def write_states(
@@ -79,13 +70,7 @@ async def write_states(
         return
     await conn.execute(
         sql("recipients", "write_states"),
-        [k[0] for k, _ in states],
-        [k[1] for k, _ in states],
-        [s.status.value for _, s in states],
-        [s.accepted for _, s in states],
-        [s.channel for _, s in states],
-        [s.error_code for _, s in states],
-        [s.error_description for _, s in states],
+        json_rows([(k[0], k[1], s[0], s[1], s[2], s[3], s[4]) for k, s in states]),
     )
 
 

@@ -49,24 +49,31 @@ FROM s JOIN locked USING (recipient_id, attempt_no)
 WHERE a.campaign_id = $1 AND a.recipient_id = s.recipient_id AND a.attempt_no = s.attempt_no;
 
 -- name: lock_states
-SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.status, a.accepted, a.channel, a.created_at,
-       a.provider_message_id, a.error_code, a.error_description
+-- $1: JSON array of [campaign_id, recipient_id, attempt_no] (store.queries.json_rows). Columns
+-- are read by position.
+SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.status, a.accepted, a.channel,
+       a.error_code, a.error_description, a.created_at
 FROM attempts a
-JOIN unnest($1::text[], $2::int[], $3::smallint[]) AS k (campaign_id, recipient_id, attempt_no)
+JOIN (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS recipient_id,
+             (x ->> 2)::smallint AS attempt_no
+      FROM jsonb_array_elements($1::text::jsonb) AS x) AS k
   ON a.campaign_id = k.campaign_id AND a.recipient_id = k.recipient_id
  AND a.attempt_no = k.attempt_no
 ORDER BY a.campaign_id, a.recipient_id, a.attempt_no
 FOR UPDATE OF a;
 
 -- name: write_states
+-- $1: JSON array of [campaign_id, recipient_id, attempt_no, status, accepted,
+-- provider_message_id, error_code, error_description].
 UPDATE attempts a
 SET status = s.status, accepted = s.accepted,
     provider_message_id = coalesce(a.provider_message_id, s.provider_message_id),
     error_code = s.error_code, error_description = s.error_description, updated_at = now()
-FROM unnest($1::text[], $2::int[], $3::smallint[], $4::text[], $5::bool[], $6::text[],
-            $7::text[], $8::text[])
-     AS s (campaign_id, recipient_id, attempt_no, status, accepted, provider_message_id,
-           error_code, error_description)
+FROM (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS recipient_id,
+             (x ->> 2)::smallint AS attempt_no, x ->> 3 AS status, (x ->> 4)::bool AS accepted,
+             x ->> 5 AS provider_message_id, x ->> 6 AS error_code,
+             x ->> 7 AS error_description
+      FROM jsonb_array_elements($1::text::jsonb) AS x) AS s
 WHERE a.campaign_id = s.campaign_id AND a.recipient_id = s.recipient_id
   AND a.attempt_no = s.attempt_no;
 

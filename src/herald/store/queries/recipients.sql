@@ -22,19 +22,24 @@ WHERE r.campaign_id = $1 AND r.id = ANY ($2::int[])
 ORDER BY r.id;
 
 -- name: lock_states
+-- $1: JSON array of [campaign_id, id] (store.queries.json_rows). Columns are read by position.
 SELECT r.campaign_id, r.id, r.status, r.accepted, r.channel, r.error_code, r.error_description
 FROM recipients r
-JOIN unnest($1::text[], $2::int[]) AS k (campaign_id, id)
+JOIN (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS id
+      FROM jsonb_array_elements($1::text::jsonb) AS x) AS k
   ON r.campaign_id = k.campaign_id AND r.id = k.id
 ORDER BY r.campaign_id, r.id
 FOR UPDATE OF r;
 
 -- name: write_states
+-- $1: JSON array of [campaign_id, id, status, accepted, channel, error_code, error_description].
 UPDATE recipients r
 SET status = s.status, accepted = s.accepted, channel = s.channel, error_code = s.error_code,
     error_description = s.error_description, updated_at = now()
-FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[])
-     AS s (campaign_id, id, status, accepted, channel, error_code, error_description)
+FROM (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS id, x ->> 2 AS status,
+             (x ->> 3)::bool AS accepted, x ->> 4 AS channel, x ->> 5 AS error_code,
+             x ->> 6 AS error_description
+      FROM jsonb_array_elements($1::text::jsonb) AS x) AS s
 WHERE r.campaign_id = s.campaign_id AND r.id = s.id;
 
 -- name: set_fallback_due

@@ -1,0 +1,246 @@
+"""The status fold on the real PostgreSQL against the pure machine (domain.status): random
+histories of duplicated, reordered and handed-over callbacks, folded in random batches, end in
+the states the pure fold gives, with counters equal to a recount; folding them all again
+changes nothing."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import asyncpg
+import pytest
+
+from herald.demo import campaign_event
+from herald.domain.channels import SendingMode
+from herald.domain.events import parse_campaign_confirmed
+from herald.domain.status import (
+    RecipientState,
+    RecipientStatus,
+    StatusEvent,
+    fold,
+    for_recipient,
+)
+from herald.status import StatusFolder
+from herald.store import attempts, campaigns, db
+
+CAMPAIGN = "fold-c1"
+RECIPIENTS = 60
+CHAIN = ("whatsapp", "rcs", "sms")
+S = RecipientStatus
+
+
+class _NoDeadLetters:
+    async def send(self, record: Any, reason: str) -> None:
+        raise AssertionError(f"dead-lettered: {reason}")
+
+
+async def _campaign(pool: asyncpg.Pool) -> None:
+    raw = campaign_event(
+        campaign_id=CAMPAIGN, account_id="a", mode=SendingMode.WHATSAPP_RCS_SMS, tags=[]
+    )
+    raw["audience"] = {"destinations": [f"+1415555{i:04d}" for i in range(RECIPIENTS)]}
+    event = parse_campaign_confirmed(raw)
+    assert await campaigns.insert(pool, event, raw)
+    async with pool.acquire() as conn, conn.transaction():
+        assert await campaigns.expand(conn, event) == RECIPIENTS
+    ids = list(range(1, RECIPIENTS + 1))
+    for attempt, channel in enumerate(CHAIN, start=1):
+        await attempts.insert_pending(pool, CAMPAIGN, ids, [attempt] * len(ids), channel, channel)
+
+
+def _history(rng: random.Random, rid: int) -> list[StatusEvent]:
+    """One recipient's callbacks over its chain, with duplicates."""
+    events = []
+    for attempt, channel in enumerate(CHAIN, start=1):
+        if attempt > 1 and rng.random() < 0.5:
+            break
+        outcome = rng.choice(["delivered", "read", "failed", "fallback", "skipped", "sent"])
+        steps: list[tuple[RecipientStatus, bool, str | None]] = [(S.SENT, False, None)]
+        if outcome in ("delivered", "read"):
+            steps.append((S.DELIVERED, False, None))
+        if outcome == "read":
+            steps.append((S.READ, False, None))
+        if outcome == "failed":
+            steps.append((S.FAILED, False, "30003"))
+        if outcome == "fallback":
+            steps.append((S.FAILED, True, rng.choice(["131026", "fallback_window"])))
+        if outcome == "skipped":
+            steps = [(S.SKIPPED, False, "invalid_phone")]
+        for status, fallback, code in steps:
+            source = "worker" if status is S.SENT else rng.choice([channel, channel, "sweeper"])
+            event = StatusEvent(
+                campaign_id=CAMPAIGN,
+                recipient_id=rid,
+                attempt=attempt,
+                channel=channel,
+                status=status,
+                occurred_at_ms=0,
+                source=source,
+                provider_message_id=f"pm-{rid}-{attempt}",
+                error_code=code,
+                error_description=f"error {code}" if code else None,
+                accepted=status is not S.SKIPPED,
+                fallback=fallback,
+            )
+            events.extend([event] * rng.choice([1, 1, 2]))
+    return events
+
+
+async def _states(pool: asyncpg.Pool) -> tuple[dict[int, Any], dict[tuple[int, int], Any]]:
+    recipients = {
+        r["id"]: tuple(r.values())[1:]
+        for r in await pool.fetch(
+            "SELECT id, status, accepted, channel, error_code, error_description "
+            "FROM recipients WHERE campaign_id = $1",
+            CAMPAIGN,
+        )
+    }
+    attempt_rows = {
+        (r["recipient_id"], r["attempt_no"]): tuple(r.values())[2:]
+        for r in await pool.fetch(
+            "SELECT recipient_id, attempt_no, status, accepted, error_code, error_description "
+            "FROM attempts WHERE campaign_id = $1",
+            CAMPAIGN,
+        )
+    }
+    return recipients, attempt_rows
+
+
+async def _channel_recount(pool: asyncpg.Pool) -> dict[str, dict[str, int]]:
+    rows = await pool.fetch(
+        "SELECT channel, count(*) FILTER (WHERE accepted) AS sent, "
+        "count(*) FILTER (WHERE status IN ('delivered', 'read')) AS delivered, "
+        "count(*) FILTER (WHERE status = 'failed') AS failed "
+        "FROM attempts WHERE campaign_id = $1 GROUP BY channel",
+        CAMPAIGN,
+    )
+    return {
+        r["channel"]: {"sent": r["sent"], "delivered": r["delivered"], "failed": r["failed"]}
+        for r in rows
+        if r["sent"] or r["delivered"] or r["failed"]
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_fold_matches_the_pure_machine_and_recount(pg_url: str, seed: int) -> None:
+    rng = random.Random(seed)
+    pool = await db.create_pool(pg_url)
+    try:
+        await _campaign(pool)
+        events = [e for rid in range(1, RECIPIENTS + 1) for e in _history(rng, rid)]
+        rng.shuffle(events)
+        folder = StatusFolder(pool=pool, dead_letter=_NoDeadLetters())  # type: ignore[arg-type]
+        start = 0
+        while start < len(events):
+            size = rng.randint(1, 40)
+            await folder.fold(events[start : start + size])
+            start += size
+
+        # The pure machine over the same sequence (folding in batches is folding the whole).
+        queued = RecipientState(status=S.QUEUED, accepted=False)
+        expected_recipients = {}
+        for rid in range(1, RECIPIENTS + 1):
+            mine = [e for e in events if e.recipient_id == rid]
+            state = fold(queued, [for_recipient(e, len(CHAIN)) for e in mine])
+            expected_recipients[rid] = (
+                state.status.value,
+                state.accepted,
+                state.channel,
+                state.error_code,
+                state.error_description,
+            )
+        expected_attempts = {}
+        for rid in range(1, RECIPIENTS + 1):
+            for attempt, channel in enumerate(CHAIN, start=1):
+                mine = [e for e in events if (e.recipient_id, e.attempt) == (rid, attempt)]
+                initial = RecipientState(status=S.QUEUED, accepted=False, channel=channel)
+                state = fold(initial, mine)
+                expected_attempts[(rid, attempt)] = (
+                    state.status.value,
+                    state.accepted,
+                    state.error_code,
+                    state.error_description,
+                )
+        recipients, attempt_rows = await _states(pool)
+        assert recipients == expected_recipients
+        assert attempt_rows == expected_attempts
+
+        counters = await campaigns.counters(pool, CAMPAIGN)
+        assert counters is not None
+        recount = await campaigns.recount(pool, CAMPAIGN)
+        for field in ("sent", "delivered", "read", "failed", "skipped", "cancelled", "final"):
+            assert getattr(counters, field) == recount[field], field
+        by_channel = await campaigns.channel_counters(pool, CAMPAIGN)
+        assert {k: v for k, v in by_channel.items() if any(v.values())} == (
+            await _channel_recount(pool)
+        )
+
+        # Handed over: a recipient whose attempt failed with a fallback (not reported by the
+        # worker itself) while it was still open goes on at the next attempt.
+        for rid in range(1, RECIPIENTS + 1):
+            row = await pool.fetchrow(
+                "SELECT status, next_attempt FROM recipients WHERE campaign_id = $1 AND id = $2",
+                CAMPAIGN,
+                rid,
+            )
+            assert row is not None
+            if row["next_attempt"] is not None:
+                attempt = row["next_attempt"] - 1
+                failed = expected_attempts[(rid, attempt)]
+                assert failed[0] == "failed" and 1 <= attempt < len(CHAIN)
+
+        # Again, in another order: nothing moves.
+        before = (await _states(pool), await campaigns.recount(pool, CAMPAIGN))
+        counted = await campaigns.counters(pool, CAMPAIGN)
+        rng.shuffle(events)
+        await folder.fold(events)
+        assert (await _states(pool), await campaigns.recount(pool, CAMPAIGN)) == before
+        assert await campaigns.counters(pool, CAMPAIGN) == counted
+    finally:
+        await pool.close()
+
+
+async def test_orphans_and_parked(pg_url: str) -> None:
+    pool = await db.create_pool(pg_url)
+    try:
+        await _campaign(pool)
+        await pool.execute(
+            "UPDATE attempts SET provider_message_id = 'known-pm' "
+            "WHERE campaign_id = $1 AND recipient_id = 1 AND attempt_no = 1",
+            CAMPAIGN,
+        )
+
+        def ev(campaign: str, rid: int, attempt: int, pm: str | None) -> StatusEvent:
+            return StatusEvent(
+                campaign_id=campaign,
+                recipient_id=rid,
+                attempt=attempt,
+                channel="whatsapp" if campaign else "",
+                status=S.DELIVERED,
+                occurred_at_ms=0,
+                source="whatsapp",
+                provider_message_id=pm,
+                accepted=True,
+            )
+
+        folder = StatusFolder(pool=pool, dead_letter=_NoDeadLetters())  # type: ignore[arg-type]
+        result = await folder.fold(
+            [
+                ev(CAMPAIGN, 9_999, 1, None),  # no such recipient
+                ev("", 0, 0, "known-pm"),  # resolved to recipient 1's first attempt
+                ev("", 0, 0, "unknown-pm"),  # parked until its send is recorded
+            ]
+        )
+        assert result.orphans == {(CAMPAIGN, 9_999)}
+        assert result.parked == 1
+        assert await pool.fetchval("SELECT count(*) FROM parked_status_events") == 1
+        row = await pool.fetchrow(
+            "SELECT status, accepted, channel FROM recipients WHERE campaign_id = $1 AND id = 1",
+            CAMPAIGN,
+        )
+        assert row is not None and tuple(row.values()) == ("delivered", True, "whatsapp")
+        counters = await campaigns.counters(pool, CAMPAIGN)
+        assert counters is not None and (counters.sent, counters.delivered) == (1, 1)
+    finally:
+        await pool.close()

@@ -10,14 +10,16 @@ events that are already applied, which changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
@@ -120,76 +122,35 @@ class StatusFolder:
 
             current = await recipients.lock_states(conn, by_recipient)
             result.orphans = by_recipient.keys() - current.keys()
-            writes: list[tuple[tuple[str, int], RecipientState]] = []
-            # Metric increments are gathered per fold: a labels() call per event costs more
-            # than the fold itself.
-            folded_callbacks: dict[tuple[str, RecipientStatus, bool], int] = {}
-            # Campaign counters as flag tuples per transition, counted, then summed once.
-            transitions: dict[tuple[str, RecipientState, RecipientState], int] = {}
-            changed = 0
-            for key, evs in by_recipient.items():
-                before = current.get(key)
-                if before is None:
-                    continue
-                after = fold(before, evs, lengths.get(key[0], 0))
-                moved = after != before
-                if moved:
-                    writes.append((key, after))
-                    tkey = (key[0], before, after)
-                    transitions[tkey] = transitions.get(tkey, 0) + 1
-                    changed += len(evs)
-                for e in evs:
-                    if e.source not in _OWN_SOURCES:
-                        ckey = (e.channel, e.status, moved)
-                        folded_callbacks[ckey] = folded_callbacks.get(ckey, 0) + 1
-            totals: dict[str, list[int]] = {}
-            for (cid, before, after), n in transitions.items():
-                _add(totals.setdefault(cid, [0] * 7), delta_flags(before, after), n)
-
-            locked = await attempts.lock_states(conn, (k for k in by_attempt if k[:2] in current))
-            attempt_writes = []
-            channel_totals: dict[tuple[str, str], list[int]] = {}
-            fallback_due: list[tuple[str, int, int]] = []
-            delays: dict[str, list[float]] = defaultdict(list)
-            now = datetime.now(UTC)
-            for akey, (state, created_at) in locked.items():
-                evs = by_attempt[akey]
-                after = fold(state, evs)
-                if after == state:
-                    continue
-                provider_id = next(
-                    (e.provider_message_id for e in evs if e.provider_message_id), None
-                )
-                attempt_writes.append((akey, after, provider_id))
-                channel = state.channel or ""
-                _add(
-                    channel_totals.setdefault((akey[0], channel), [0] * 7),
-                    delta_flags(state, after),
-                )
-                if after.status in _DELIVERED and state.status not in _DELIVERED:
-                    delays[channel].append(max(0.0, (now - created_at).total_seconds()))
-                steps = chains.get(akey[0], ())
-                if _hands_over(state, after, evs, akey[2], len(steps)):
-                    fallback_due.append((akey[0], akey[1], akey[2] + 1))
-                    metrics.FALLBACKS.labels(
-                        from_channel=channel,
-                        to_channel=steps[akey[2]].value,
-                        reason="window_expired" if after.error_code == WINDOW_EXPIRED else "failed",
-                    ).inc()
-
-            await recipients.write_states(conn, writes)
-            await attempts.write_states(conn, attempt_writes)
-            await recipients.set_fallback_due(conn, fallback_due)
-            await campaigns.apply_counters(conn, {k: CounterDelta.of(v) for k, v in totals.items()})
+            # PostgreSQL and Python take turns in a fold; with two queries each sent before
+            # the Python work that does not need their answer, they work side by side.
+            locked, rfold = await _meanwhile(
+                attempts.lock_states(conn, (k for k in by_attempt if k[:2] in current)),
+                lambda: _fold_recipients(by_recipient, current, lengths),
+            )
+            _, afold = await _meanwhile(
+                recipients.write_states(conn, rfold.writes),
+                lambda: _fold_attempts(by_attempt, locked, chains),
+            )
+            await attempts.write_states(conn, afold.writes)
+            await recipients.set_fallback_due(conn, afold.fallback_due)
+            await campaigns.apply_counters(
+                conn, {k: CounterDelta.of(v) for k, v in rfold.totals.items()}
+            )
             await campaigns.apply_channel_counters(
-                conn, {k: CounterDelta.of(v) for k, v in channel_totals.items()}
+                conn, {k: CounterDelta.of(v) for k, v in afold.channel_totals.items()}
             )
             completed = await campaigns.complete_finished(conn, list({k[0] for k in by_recipient}))
+        delays, fallback_due, changed = afold.delays, afold.fallback_due, rfold.changed
+        for channel, to_channel, reason in afold.fallbacks:
+            metrics.FALLBACKS.labels(
+                from_channel=channel, to_channel=to_channel, reason=reason
+            ).inc()
         for channel, values in delays.items():
             histogram = metrics.CALLBACK_DELAY.labels(channel=channel)
             for value in values:
                 histogram.observe(value)
-        for (channel, status, moved), n in folded_callbacks.items():
+        for (channel, status, moved), n in rfold.folded_callbacks.items():
             metrics.CALLBACKS_FOLDED.labels(
                 channel=channel, status=status.value, outcome="changed" if moved else "unchanged"
             ).inc(n)
@@ -246,6 +207,117 @@ class StatusFolder:
 
 
 _OWN_SOURCES = frozenset({"worker", "sweeper"})
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+async def _meanwhile(query: Coroutine[Any, Any, T], work: Callable[[], U]) -> tuple[T, U]:
+    """Sends query, runs work (Python only, no awaits) while PostgreSQL answers it, and
+    returns both results."""
+    task = asyncio.ensure_future(query)
+    # One turn of the loop: the task writes the query to the socket before work starts.
+    await asyncio.sleep(0)
+    try:
+        done = work()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await task  # the connection is free again before the transaction rolls back
+        raise
+    return await task, done
+
+
+@dataclass(kw_only=True)
+class _RecipientFold:
+    writes: list[tuple[tuple[str, int], RecipientState]]
+    totals: dict[str, list[int]]
+    folded_callbacks: dict[tuple[str, RecipientStatus, bool], int]
+    changed: int
+
+
+def _fold_recipients(
+    by_recipient: dict[tuple[str, int], list[StatusEvent]],
+    current: dict[tuple[str, int], RecipientState],
+    lengths: dict[str, int],
+) -> _RecipientFold:
+    """Recipients' new states, counter totals per campaign and callback counts (metrics are
+    gathered per fold: a labels() call per event costs more than the fold itself). Runs once
+    per event: plain tuples and dict lookups only."""
+    writes: list[tuple[tuple[str, int], RecipientState]] = []
+    folded_callbacks: dict[tuple[str, RecipientStatus, bool], int] = {}
+    # Counters as flag tuples per transition, counted, then summed once.
+    transitions: dict[tuple[str, RecipientState, RecipientState], int] = {}
+    changed = 0
+    for key, evs in by_recipient.items():
+        before = current.get(key)
+        if before is None:
+            continue
+        after = fold(before, evs, lengths.get(key[0], 0))
+        moved = after != before
+        if moved:
+            writes.append((key, after))
+            tkey = (key[0], before, after)
+            transitions[tkey] = transitions.get(tkey, 0) + 1
+            changed += len(evs)
+        for e in evs:
+            if e.source not in _OWN_SOURCES:
+                ckey = (e.channel, e.status, moved)
+                folded_callbacks[ckey] = folded_callbacks.get(ckey, 0) + 1
+    totals: dict[str, list[int]] = {}
+    for (cid, before, after), n in transitions.items():
+        _add(totals.setdefault(cid, [0] * 7), delta_flags(before, after), n)
+    return _RecipientFold(
+        writes=writes, totals=totals, folded_callbacks=folded_callbacks, changed=changed
+    )
+
+
+@dataclass(kw_only=True)
+class _AttemptFold:
+    writes: list[tuple[tuple[str, int, int], RecipientState, str | None]]
+    channel_totals: dict[tuple[str, str], list[int]]
+    fallback_due: list[tuple[str, int, int]]
+    # (from channel, to channel, reason) per hand-over, for the metric.
+    fallbacks: list[tuple[str, str, str]]
+    delays: dict[str, list[float]]
+
+
+def _fold_attempts(
+    by_attempt: dict[tuple[str, int, int], list[StatusEvent]],
+    locked: dict[tuple[str, int, int], attempts.LockedAttempt],
+    chains: dict[str, tuple[Channel, ...]],
+) -> _AttemptFold:
+    """Attempts' new states, per-channel counter totals, callback delays and the recipients
+    whose chain goes on at the next channel."""
+    writes = []
+    channel_totals: dict[tuple[str, str], list[int]] = {}
+    fallback_due: list[tuple[str, int, int]] = []
+    fallbacks: list[tuple[str, str, str]] = []
+    delays: dict[str, list[float]] = defaultdict(list)
+    now = datetime.now(UTC)
+    for akey, (state, created_at) in locked.items():
+        evs = by_attempt[akey]
+        after = fold(state, evs)
+        if after == state:
+            continue
+        provider_id = next((e.provider_message_id for e in evs if e.provider_message_id), None)
+        writes.append((akey, after, provider_id))
+        channel = state.channel or ""
+        _add(channel_totals.setdefault((akey[0], channel), [0] * 7), delta_flags(state, after))
+        if after.status in _DELIVERED and state.status not in _DELIVERED:
+            delays[channel].append(max(0.0, (now - created_at).total_seconds()))
+        steps = chains.get(akey[0], ())
+        if _hands_over(state, after, evs, akey[2], len(steps)):
+            fallback_due.append((akey[0], akey[1], akey[2] + 1))
+            reason = "window_expired" if after.error_code == WINDOW_EXPIRED else "failed"
+            fallbacks.append((channel, steps[akey[2]].value, reason))
+    return _AttemptFold(
+        writes=writes,
+        channel_totals=channel_totals,
+        fallback_due=fallback_due,
+        fallbacks=fallbacks,
+        delays=delays,
+    )
+
 
 _gc_pauses = 0
 

@@ -289,27 +289,40 @@ def _fold_attempts(
     """Attempts' new states, per-channel counter totals, callback delays and the recipients
     whose chain goes on at the next channel."""
     writes = []
-    channel_totals: dict[tuple[str, str], list[int]] = {}
+    # Channel counters as flag tuples per transition, counted, then summed once.
+    transitions: dict[tuple[str, str, RecipientStatus, bool, RecipientStatus, bool], int] = {}
     fallback_due: list[tuple[str, int, int]] = []
     fallbacks: list[tuple[str, str, str]] = []
     delays: dict[str, list[float]] = defaultdict(list)
     now = datetime.now(UTC)
+    failed = RecipientStatus.FAILED
     for akey, (state, created_at) in locked.items():
         evs = by_attempt[akey]
         after = fold(state, evs)
         if after == state:
             continue
-        provider_id = next((e.provider_message_id for e in evs if e.provider_message_id), None)
+        provider_id = evs[0].provider_message_id or next(
+            (e.provider_message_id for e in evs if e.provider_message_id), None
+        )
         writes.append((akey, after, provider_id))
         channel = state.channel or ""
-        _add(channel_totals.setdefault((akey[0], channel), [0] * 7), delta_flags(state, after))
+        tkey = (akey[0], channel, state.status, state.accepted, after.status, after.accepted)
+        transitions[tkey] = transitions.get(tkey, 0) + 1
         if after.status in _DELIVERED and state.status not in _DELIVERED:
             delays[channel].append(max(0.0, (now - created_at).total_seconds()))
-        steps = chains.get(akey[0], ())
-        if _hands_over(state, after, evs, akey[2], len(steps)):
-            fallback_due.append((akey[0], akey[1], akey[2] + 1))
-            reason = "window_expired" if after.error_code == WINDOW_EXPIRED else "failed"
-            fallbacks.append((channel, steps[akey[2]].value, reason))
+        if after.status is failed:
+            steps = chains.get(akey[0], ())
+            if _hands_over(state, after, evs, akey[2], len(steps)):
+                fallback_due.append((akey[0], akey[1], akey[2] + 1))
+                reason = "window_expired" if after.error_code == WINDOW_EXPIRED else "failed"
+                fallbacks.append((channel, steps[akey[2]].value, reason))
+    channel_totals: dict[tuple[str, str], list[int]] = {}
+    for (cid, channel, b_status, b_accepted, a_status, a_accepted), n in transitions.items():
+        flags = delta_flags(
+            RecipientState(status=b_status, accepted=b_accepted),
+            RecipientState(status=a_status, accepted=a_accepted),
+        )
+        _add(channel_totals.setdefault((cid, channel), [0] * 7), flags, n)
     return _AttemptFold(
         writes=writes,
         channel_totals=channel_totals,

@@ -7,12 +7,14 @@ import itertools
 import pytest
 
 from herald.domain.status import (
+    RANK,
     CounterDelta,
     RecipientState,
     RecipientStatus,
     StatusEvent,
     delta,
     fold,
+    for_recipient,
     from_wire,
     message_id,
     parse_message_id,
@@ -157,8 +159,57 @@ def test_wire_round_trip() -> None:
         {"c": "x", "r": 1, "a": 1, "s": "exploded"},
         {"c": "x", "r": "1", "a": 1, "s": "sent"},
         {"c": "x", "r": 1, "a": 99, "s": "sent"},
+        {"c": "x", "r": 1, "a": 1, "s": ["sent"]},
+        {"c": "x", "r": 1, "a": 1, "s": 3},
+        {"c": "x", "r": 1, "a": 1, "s": "SENT"},
     ],
 )
 def test_from_wire_rejects(raw: object) -> None:
     with pytest.raises(ValueError):
         from_wire(raw)
+
+
+def chained(
+    status: RecipientStatus, attempt: int, *, fallback: bool, accepted: bool = True
+) -> StatusEvent:
+    return ev(status, accepted=accepted, code="131026")._replace(
+        attempt=attempt, fallback=fallback, channel=f"ch{attempt}"
+    )
+
+
+# A chain of three channels: a hand-over failure on attempts 1 and 2 leaves the recipient
+# open (only its acceptance counts); on the last channel, or without fallback, it fails.
+@pytest.mark.parametrize(
+    ("events", "status", "accepted"),
+    [
+        ([chained(F, 1, fallback=True)], Q, True),
+        ([chained(F, 1, fallback=True, accepted=False)], Q, False),
+        ([chained(F, 2, fallback=True)], Q, True),
+        ([chained(F, 3, fallback=True)], F, True),
+        ([chained(F, 1, fallback=False)], F, True),
+        ([chained(F, 1, fallback=True), chained(D, 2, fallback=False)], D, True),
+        ([chained(S, 1, fallback=False), chained(F, 1, fallback=True)], S, True),
+    ],
+)
+def test_fold_with_chain_length(
+    events: list[StatusEvent], status: RecipientStatus, accepted: bool
+) -> None:
+    after = fold(QUEUED, events, 3)
+    assert (after.status, after.accepted) == (status, accepted)
+    assert after == fold(QUEUED, [for_recipient(e, 3) for e in events])
+
+
+def test_fold_with_chain_length_is_for_recipient_on_every_permutation() -> None:
+    events = [
+        chained(S, 1, fallback=False),
+        chained(F, 1, fallback=True),
+        chained(F, 2, fallback=True),
+        chained(D, 3, fallback=False),
+        chained(F, 3, fallback=True),
+        chained(K, 1, fallback=False),
+    ]
+    for length in (0, 1, 2, 3):
+        for order in itertools.permutations(events, 4):
+            mapped = [for_recipient(e, length) for e in order]
+            assert fold(QUEUED, order, length) == fold(QUEUED, mapped)
+            assert RANK[fold(QUEUED, order, length).status] >= RANK[Q]

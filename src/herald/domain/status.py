@@ -315,22 +315,21 @@ def from_wire(raw: object) -> StatusEvent:
         raise ValueError("r must be a recipient id")
     if type(attempt) is not int or attempt < 0 or attempt > MAX_ATTEMPT:
         raise ValueError("a must be an attempt number")
-    occurred = raw.get("t", 0)
+    get = raw.get
+    occurred = get("t", 0)
+    pm, code, description = get("pm"), get("e"), get("d")
+    # Positional, in StatusEvent's field order: the consumer builds one per event.
     return StatusEvent(
-        campaign_id=campaign_id,
-        recipient_id=recipient_id,
-        attempt=attempt,
-        channel=str(raw.get("ch", "")),
-        status=status,
-        occurred_at_ms=occurred if type(occurred) is int else 0,
-        source=str(raw.get("src", "")),
-        accepted=raw.get("acc") is True,
-        fallback=raw.get("fb") is True,
-        provider_message_id=_opt_str(raw.get("pm")),
-        error_code=_opt_str(raw.get("e")),
-        error_description=_opt_str(raw.get("d")),
+        campaign_id,
+        recipient_id,
+        attempt,
+        str(get("ch", "")),
+        status,
+        occurred if type(occurred) is int else 0,
+        str(get("src", "")),
+        None if pm is None else str(pm)[:500],
+        None if code is None else str(code)[:500],
+        None if description is None else str(description)[:500],
+        get("acc") is True,
+        get("fb") is True,
     )
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)[:500]

@@ -1,12 +1,14 @@
-"""The `herald` command: migrate, run <role>..., demo, settings."""
+"""The `herald` command: migrate, run <role>..., demo, settings, bench."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
+import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -40,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="last stdout line is a JSON summary")
     sub.add_parser("settings", help="print every HERALD_* setting with its default")
+    # Only listed here: main() hands `bench` and everything after it to the script.
+    sub.add_parser(
+        "bench",
+        help="load-tests/bench_e2e.py with the same arguments (a source checkout only); "
+        "`herald bench --help` shows them",
+    )
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
     create = keys.add_parser("create", help="create an account if needed and print a new key")
     create.add_argument("--account", required=True, help="account id")
@@ -48,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["bench"]:
+        sys.exit(bench(given[1:]))
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -83,6 +94,40 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit("herald: --recipients must be at least 1")
         code = _run(demo, settings, args.recipients, SendingMode(args.sending_mode), args.json)
     sys.exit(code)
+
+
+BENCH_SCRIPT = Path("load-tests") / "bench_e2e.py"
+
+
+def bench_script(root: Path | None = None) -> Path:
+    """load-tests/bench_e2e.py of the checkout herald runs from (src/herald/cli.py is two
+    levels below its root). An installed wheel has no load-tests: BenchUnavailable."""
+    root = Path(__file__).resolve().parents[2] if root is None else root
+    script = root / BENCH_SCRIPT
+    if not script.is_file():
+        raise BenchUnavailable(
+            f"herald bench needs a source checkout: {script} does not exist (load-tests/ is "
+            "not part of the installed package; clone herald and pip install -e '.[dev]')"
+        )
+    return script
+
+
+class BenchUnavailable(RuntimeError):
+    pass
+
+
+def bench(args: Sequence[str], root: Path | None = None) -> int:
+    """Runs the benchmark script with this interpreter (load-tests is not a package); its
+    exit status is ours."""
+    try:
+        script = bench_script(root)
+    except BenchUnavailable as exc:
+        print(f"herald: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return subprocess.call([sys.executable, str(script), *args])
+    except KeyboardInterrupt:
+        return 130
 
 
 def _run(fn: Callable[..., Awaitable[int]], *args: Any) -> int:

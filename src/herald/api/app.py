@@ -23,6 +23,7 @@ from herald.api import (
     campaigns,
     contacts,
     errors,
+    idempotency,
     imports,
     keys,
     lists,
@@ -35,6 +36,7 @@ from herald.api.config import ApiConfig
 from herald.api.envelope import ErrorEnvelope
 from herald.api.errors import ApiError, ErrorCode
 from herald.api.guard import storable_input
+from herald.api.idempotency import Idempotency
 from herald.api.middleware import BodyLimit, RequestContext
 from herald.api.ratelimit import KeyedBuckets, RateLimit
 from herald.settings import Settings
@@ -127,6 +129,13 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
     app.add_middleware(
         BodyLimit, max_bytes=config.max_body_bytes, streaming_suffixes=imports.STREAMING_PATHS
     )
+    # Outside the body limit (it reads the body first, and leaves an oversize one to it).
+    app.add_middleware(
+        Idempotency,
+        pool=pool,
+        max_body_bytes=config.max_body_bytes,
+        streaming_suffixes=imports.STREAMING_PATHS,
+    )
     # Inside RequestContext (a 429 carries the request id), before the body is read.
     app.add_middleware(RateLimit, buckets=rate_buckets(config))
     app.add_middleware(RequestContext)
@@ -183,6 +192,7 @@ async def serve(
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
+        tg.start_soon(idempotency.purge_forever, pool, stop)
         while not server.started:
             if server.should_exit:
                 break

@@ -37,6 +37,12 @@ class ErrorCode(Enum):
     INVALID_CURSOR = _Spec(1003, 400, "The cursor is not one herald issued for this list")
     PAYLOAD_TOO_LARGE = _Spec(1004, 413, "The request body is too large")
     RATE_LIMITED = _Spec(1005, 429, "Too many requests for this API key; see Retry-After")
+    IDEMPOTENCY_KEY_REUSED = _Spec(
+        1006, 422, "This Idempotency-Key was used for a different request"
+    )
+    IDEMPOTENCY_KEY_IN_FLIGHT = _Spec(
+        1007, 409, "A request with this Idempotency-Key is still running; retry shortly"
+    )
     UNAUTHORIZED = _Spec(1010, 401, "A valid X-API-Key header is required")
     NOT_FOUND = _Spec(1020, 404, "No such resource")
     METHOD_NOT_ALLOWED = _Spec(1021, 405, "The resource does not accept this method")
@@ -103,7 +109,7 @@ def error_body(request: Request, code: ErrorCode, message: str, field: str | Non
     }
 
 
-def _response(request: Request, code: ErrorCode, message: str, field: str | None) -> Any:
+def error_response(request: Request, code: ErrorCode, message: str, field: str | None) -> Any:
     return JsonResponse(error_body(request, code, message, field), status_code=code.status)
 
 
@@ -152,28 +158,28 @@ _HTTP_CODES = {
 def install(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> Any:
         assert isinstance(exc, ApiError)
-        return _response(request, exc.code, exc.message, exc.field)
+        return error_response(request, exc.code, exc.message, exc.field)
 
     async def on_validation(request: Request, exc: Exception) -> Any:
         assert isinstance(exc, RequestValidationError)
         code, message, field = validation_error(list(exc.errors()))
-        return _response(request, code, message, field)
+        return error_response(request, code, message, field)
 
     async def on_http(request: Request, exc: Exception) -> Any:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.INTERNAL)
-        return _response(request, code, code.value.message, None)
+        return error_response(request, code, code.value.message, None)
 
     async def on_store(request: Request, exc: Exception) -> Any:
         retryable = isinstance(exc, StoreError) and exc.retryable
         retryable = retryable or isinstance(exc, OSError | asyncpg.InterfaceError)
         log.warning("request failed in the store: %s", exc, extra={"event": "api_store_error"})
         code = ErrorCode.UNAVAILABLE if retryable else ErrorCode.INTERNAL
-        return _response(request, code, code.value.message, None)
+        return error_response(request, code, code.value.message, None)
 
     async def on_other(request: Request, exc: Exception) -> Any:
         log.exception("unhandled API error", extra={"event": "api_unhandled"})
-        return _response(request, ErrorCode.INTERNAL, ErrorCode.INTERNAL.value.message, None)
+        return error_response(request, ErrorCode.INTERNAL, ErrorCode.INTERNAL.value.message, None)
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -332,28 +332,39 @@ def _fold_attempts(
     )
 
 
+# Longest the collector stays off while folds overlap without a break (several partitions
+# folded side by side): then it runs once, so cyclic garbage of other roles in the same
+# process (`run all`) does not pile up.
+GC_PAUSE_MAX_S = 5.0
 _gc_pauses = 0
+_gc_paused_at = 0.0
 
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off while events are folded. A fold keeps tens of
-    thousands of young tuples alive at once, which made the collector run over and over and
-    took about 40% of the fold's CPU; they hold no cycles and are freed by reference counts.
-    Folds of several partitions may overlap (a counter): the collector is back on when the
-    last one ends."""
-    global _gc_pauses
-    if _gc_pauses == 0 and not gc.isenabled():
-        yield  # someone else turned it off; leave it as it is
-        return
+    thousands of young tuples alive at once, across its queries, which made the collector run
+    over and over (full collections too) and took about 40% of the fold's CPU; they hold no
+    cycles and are freed by reference counts. Turning it off only around the stretches with
+    no awaits did not help: the collections moved to the row decoding in between. Folds of
+    several partitions may overlap (a counter): the collector is back on when the last ends."""
+    global _gc_pauses, _gc_paused_at
+    if _gc_pauses == 0:
+        if not gc.isenabled():
+            yield  # someone else turned it off; leave it as it is
+            return
+        gc.disable()
+        _gc_paused_at = time.monotonic()
     _gc_pauses += 1
-    gc.disable()
     try:
         yield
     finally:
         _gc_pauses -= 1
         if _gc_pauses == 0:
             gc.enable()
+        elif time.monotonic() - _gc_paused_at > GC_PAUSE_MAX_S:
+            gc.collect()
+            _gc_paused_at = time.monotonic()
 
 
 def _add(total: list[int], flags: Sequence[int], times: int = 1) -> None:

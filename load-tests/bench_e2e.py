@@ -80,6 +80,13 @@ def _args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (K)")
     parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        help="split the recipients over this many accounts, one campaign each, published at "
+        "once (an account's work is one partition's, so this is what lets workers share it)",
+    )
+    parser.add_argument(
         "--split",
         default=DEFAULT_SPLIT,
         help="role groups, one process each, '/' between processes and ',' between roles; "
@@ -107,8 +114,10 @@ def _args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temporary dir")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR")
     args = parser.parse_args(argv)
-    if args.recipients < 1 or args.workers < 1:
-        parser.error("--recipients and --workers must be at least 1")
+    if args.recipients < 1 or args.workers < 1 or args.accounts < 1:
+        parser.error("--recipients, --workers and --accounts must be at least 1")
+    if args.recipients % args.accounts:
+        parser.error("--recipients must be a multiple of --accounts")
     if args.fold_only and (args.skip_fold or args.expand_only is not None):
         parser.error("--fold-only excludes --skip-fold and --expand-only")
     return args
@@ -223,28 +232,34 @@ async def _campaign(
         names = {**names, **{k.pid: f"{k.name}#{i}" for i, k in enumerate(kids)}}
         workers = [k for k in kids if "worker" in k.roles]
         scheduler = next(k for k in kids if "scheduler" in k.roles)
-        account_id = f"bench-{uuid.uuid4().hex[:8]}"
-        campaign_id = str(uuid.uuid4())
+        account_ids = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(args.accounts)]
+        campaign_ids = [str(uuid.uuid4()) for _ in account_ids]
+        each = args.recipients // args.accounts
         async with db.pool(settings.database_url, max_size=4) as pool:
             began = time.monotonic()
-            await harness.audience(
-                pool,
-                account_id=account_id,
-                count=args.recipients,
-                tag="bench",
-                first_phone=FIRST_PHONE,
-                rate_per_s=args.rate_per_s,
-                nameless_every=NAMELESS_EVERY,
-                bad_phone_every=BAD_PHONE_EVERY,
-            )
+            for account_id in account_ids:
+                # The same numbers in every account: the simulator answers each the same way.
+                await harness.audience(
+                    pool,
+                    account_id=account_id,
+                    count=each,
+                    tag="bench",
+                    first_phone=FIRST_PHONE,
+                    rate_per_s=args.rate_per_s,
+                    nameless_every=NAMELESS_EVERY,
+                    bad_phone_every=BAD_PHONE_EVERY,
+                )
             contacts_s = time.monotonic() - began
-            event = harness.confirmed(
-                campaign_id=campaign_id,
-                account_id=account_id,
-                mode=SendingMode(args.sending_mode),
-                tag="bench",
-                batch_size=args.batch_size,
-            )
+            events = [
+                harness.confirmed(
+                    campaign_id=campaign_id,
+                    account_id=account_id,
+                    mode=SendingMode(args.sending_mode),
+                    tag="bench",
+                    batch_size=args.batch_size,
+                )
+                for account_id, campaign_id in zip(account_ids, campaign_ids, strict=True)
+            ]
             async with aiohttp.ClientSession() as http:
                 before = await harness.simulator_stats(http, settings)
                 rss = harness.RssSampler([w.pid for w in workers])
@@ -253,24 +268,52 @@ async def _campaign(
                     for i, k in enumerate(kids)
                     if set(k.roles) & {"worker", "status", "ingress"}
                 }
+                finals: dict[str, campaigns.Counters] = {}
+
+                async def follow(campaign_id: str) -> None:
+                    finals[campaign_id] = await _follow(pool, campaign_id, each)
+
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(rss.run)
                     with profiling.recording(spied, args.py_spy):
                         cpu_before = harness.cpu_snapshot()
-                        await harness.publish(settings, [event])
+                        await harness.publish(settings, events)
                         published = time.monotonic()
-                        expand_s = await _wait_expanded(pool, campaign_id, STALL_TIMEOUT_S)
+                        expand_s = 0.0
+                        for campaign_id in campaign_ids:
+                            expand_s = max(
+                                expand_s, await _wait_expanded(pool, campaign_id, STALL_TIMEOUT_S)
+                            )
                         harness.log(f"campaign: expanded in {expand_s:.2f} s after publish")
-                        counters = await _follow(pool, campaign_id, args.recipients)
+                        async with anyio.create_task_group() as following:
+                            for campaign_id in campaign_ids:
+                                following.start_soon(follow, campaign_id)
                         elapsed = time.monotonic() - published
                         cpu = harness.cpu_by_role(cpu_before, harness.cpu_snapshot(), names)
                     rss.stop()
                 after = await harness.simulator_stats(http, settings)
                 worker_metrics = [await harness.scrape(http, w.metrics_port) for w in workers]
                 scheduler_metrics = await harness.scrape(http, scheduler.metrics_port)
-            recount = await campaigns.recount(pool, campaign_id)
-            by_channel = await campaigns.channel_counters(pool, campaign_id)
-    folded = {f: getattr(counters, f) for f in measures.COUNTER_FIELDS}
+            lost = 0
+            folded = dict.fromkeys(measures.COUNTER_FIELDS, 0)
+            by_channel: dict[str, dict[str, int]] = {}
+            for campaign_id in campaign_ids:
+                counters = finals[campaign_id]
+                mine = {f: getattr(counters, f) for f in measures.COUNTER_FIELDS}
+                recount = await campaigns.recount(pool, campaign_id)
+                lost += measures.lost(expected_total=each, counters=mine, recount=recount)
+                folded = {f: folded[f] + mine[f] for f in folded}
+                for channel, counts in (
+                    await campaigns.channel_counters(pool, campaign_id)
+                ).items():
+                    into = by_channel.setdefault(channel, {})
+                    for name, n in counts.items():
+                        into[name] = into.get(name, 0) + n
+            status = (
+                "completed"
+                if all(c.status == "completed" for c in finals.values())
+                else ",".join(sorted({c.status for c in finals.values()}))
+            )
     requests = sum(harness.delta(after, before, "requests").values())
     buckets: dict[float, float] = {}
     latency_sum_s = latency_count = 0.0
@@ -285,8 +328,9 @@ async def _campaign(
     p99 = measures.histogram_quantile(0.99, ordered)
     expansion = measures.histogram(scheduler_metrics, "herald_expansion_duration_seconds")
     return {
-        "status": counters.status,
-        "recipients": counters.total,
+        "status": status,
+        "accounts": args.accounts,
+        "recipients": sum(c.total for c in finals.values()),
         "elapsed_s": elapsed,
         "sends": requests,
         "send_latency_p50_ms": p50 * 1000 if p50 is not None else None,
@@ -302,7 +346,7 @@ async def _campaign(
         "duplicates": sum(harness.delta(after, before, "duplicates").values()),
         "timeouts": sum(harness.delta(after, before, "timeouts").values()),
         "requests_by_channel": harness.delta(after, before, "requests"),
-        "lost": measures.lost(expected_total=args.recipients, counters=folded, recount=recount),
+        "lost": lost,
         "counters": folded,
         "by_channel": by_channel,
         "split": " | ".join(k.name for k in kids),

@@ -79,6 +79,7 @@ async def test_draft_lifecycle_and_send_writes_a_valid_event(
     sent = data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
     assert sent["status"] == "scheduled"
     error(await alice.post(f"/v1/campaigns/{cid}/send"), 409, "campaign_state_conflict")
+    error(await alice.post(f"/v1/campaigns/{cid}/confirm"), 409, "campaign_state_conflict")
     error(await alice.put(f"/v1/campaigns/{cid}", {"name": "x"}), 409, "campaign_not_editable")
     error(await alice.delete(f"/v1/campaigns/{cid}"), 409, "campaign_not_deletable")
 
@@ -278,7 +279,8 @@ async def test_cancel_before_the_scheduler_sees_it(alice: Caller, api_pool: asyn
         ),
         201,
     )["id"]
-    data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    # confirm is send under seed 002's name.
+    data(await alice.post(f"/v1/campaigns/{cid}/confirm"), 202)
     assert data(await alice.post(f"/v1/campaigns/{cid}/cancel"))["status"] == "cancelled"
     raw = (await _outbox_events(api_pool, alice.account_id))[-1]
     # The scheduler's insert is then a no-op: the campaign never expands.
@@ -404,6 +406,7 @@ async def test_other_accounts_cannot_see_campaigns(alice: Caller, bob: Caller) -
         await bob.put(f"/v1/campaigns/{cid}", {"name": "theirs"}),
         await bob.delete(f"/v1/campaigns/{cid}"),
         await bob.post(f"/v1/campaigns/{cid}/send"),
+        await bob.post(f"/v1/campaigns/{cid}/confirm"),
         await bob.post(f"/v1/campaigns/{cid}/pause"),
         await bob.post(f"/v1/campaigns/{cid}/resume"),
         await bob.post(f"/v1/campaigns/{cid}/calculate-goal"),

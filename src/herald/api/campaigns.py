@@ -362,6 +362,13 @@ async def check_audience(conn: Any, account: str, spec: CampaignIn) -> None:
 
 
 @router.post("/{campaign_id}/send", status_code=202, response_model=Envelope[Sent])
+@router.post(
+    "/{campaign_id}/confirm",
+    status_code=202,
+    response_model=Envelope[Sent],
+    operation_id="confirm_campaign",
+    description="The same as send (seed 002 calls it confirm).",
+)
 async def send_campaign(
     request: Request, campaign_id: str, account: Account, pool: Pool
 ) -> dict[str, Any]:

@@ -80,8 +80,6 @@ async def test_draft_lifecycle_and_send_writes_a_valid_event(
     assert sent["status"] == "scheduled"
     error(await alice.post(f"/v1/campaigns/{cid}/send"), 409, "campaign_state_conflict")
     error(await alice.post(f"/v1/campaigns/{cid}/confirm"), 409, "campaign_state_conflict")
-    error(await alice.put(f"/v1/campaigns/{cid}", {"name": "x"}), 409, "campaign_not_editable")
-    error(await alice.delete(f"/v1/campaigns/{cid}"), 409, "campaign_not_deletable")
 
     events = await _outbox_events(api_pool, alice.account_id)
     assert len(events) == 1
@@ -575,3 +573,53 @@ async def test_retry_failed_makes_a_draft_for_the_failed_recipients(
     )["id"]
     got = error(await bob.post(f"/v1/campaigns/{theirs}/send"), 422, "audience_invalid")
     assert got["field"] == "failed_of"
+
+
+async def test_a_scheduled_campaign_can_change_or_go_until_it_starts(
+    alice: Caller, bob: Caller, api_pool: asyncpg.Pool
+) -> None:
+    await _contacts(alice, 2, "sched")
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    body = {"name": "Later", "channel": "sms", "body": "Hi", "tags": ["sched"]}
+    cid = data(await alice.post("/v1/campaigns", {**body, "scheduled_at": later}), 201)["id"]
+    data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    assert data(await alice.get(f"/v1/campaigns/{cid}"))["status"] == "scheduled"
+
+    # Changed before the scheduler has even received it: the pipeline row is written now
+    # with the new event, so the first event, when it arrives, is a replay.
+    changed = data(await alice.put(f"/v1/campaigns/{cid}", {"body": "Hello again"}))
+    assert changed["status"] == "scheduled" and changed["spec"]["body"] == "Hello again"
+    stored = await api_pool.fetchrow("SELECT status, event FROM campaigns WHERE id = $1", cid)
+    assert stored is not None and stored["status"] == "scheduled"
+    assert parse_campaign_confirmed(stored["event"]).content.sms.body == "Hello again"  # type: ignore[union-attr]
+    first = next(
+        e for e in await _outbox_events(api_pool, alice.account_id) if e["campaign_id"] == cid
+    )
+    assert not await campaigns.insert(api_pool, parse_campaign_confirmed(first), first)
+    # A change must still be sendable, and keep its time in the future.
+    got = error(await alice.put(f"/v1/campaigns/{cid}", {"body": ""}), 422, "validation_failed")
+    assert got["field"] == "body"
+    error(
+        await alice.put(f"/v1/campaigns/{cid}", {"scheduled_at": "2020-01-01T00:00:00Z"}),
+        422,
+        "schedule_in_past",
+    )
+    error(await bob.put(f"/v1/campaigns/{cid}", {"name": "x"}), 404, "campaign_not_found")
+    error(await bob.delete(f"/v1/campaigns/{cid}"), 404, "campaign_not_found")
+
+    # Deleted while scheduled: cancelled so it never runs, and gone from the API.
+    response = await alice.delete(f"/v1/campaigns/{cid}")
+    assert response.status_code == 204
+    error(await alice.get(f"/v1/campaigns/{cid}"), 404, "campaign_not_found")
+    assert cid not in [c["id"] for c in data(await alice.get("/v1/campaigns"))]
+    assert await api_pool.fetchval("SELECT status FROM campaigns WHERE id = $1", cid) == (
+        "cancelled"
+    )
+
+    # Once the scheduler has started a campaign, neither is possible.
+    started = data(await alice.post("/v1/campaigns", body), 201)["id"]
+    data(await alice.post(f"/v1/campaigns/{started}/send"), 202)
+    await _received_by_scheduler(api_pool, alice.account_id, started)
+    assert data(await alice.get(f"/v1/campaigns/{started}"))["status"] == "sending"
+    error(await alice.put(f"/v1/campaigns/{started}", {"name": "x"}), 409, "campaign_not_editable")
+    error(await alice.delete(f"/v1/campaigns/{started}"), 409, "campaign_not_deletable")

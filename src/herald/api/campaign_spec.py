@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from herald.api.errors import ApiError, ErrorCode, validation_error
+from herald.api.errors import ApiError, ErrorCode, model_error
 from herald.api.fields import STRICT, LongText, Phone, ResourceName, Tag
 from herald.api.templates import send_components
 from herald.constants import EVENT_CAMPAIGN_CONFIRMED
@@ -255,7 +255,7 @@ def parse_spec(raw: Mapping[str, Any]) -> CampaignIn:
     try:
         return CampaignIn.model_validate(raw)
     except ValidationError as exc:
-        code, message, field = validation_error(list(exc.errors()))
+        code, message, field = model_error(list(exc.errors()))
         raise ApiError(code, message, field=field) from None
 
 

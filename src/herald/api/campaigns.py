@@ -304,13 +304,25 @@ def not_draft(row: dict[str, Any]) -> ApiError:
     )
 
 
+def not_editable(row: dict[str, Any]) -> ApiError:
+    return ApiError(
+        ErrorCode.CAMPAIGN_NOT_EDITABLE,
+        f"the campaign is {row['status']}; only draft and scheduled campaigns can be changed",
+        field="status",
+    )
+
+
+# Statuses whose campaigns PUT and DELETE accept (from the API's own drafts only).
+_EDITABLE = ("draft", "scheduled")
+
+
 @router.put("/{campaign_id}", response_model=Envelope[Campaign])
 async def update_campaign(
     request: Request, campaign_id: str, body: CampaignUpdate, account: Account, pool: Pool
 ) -> dict[str, Any]:
     current = await existing(pool, account, campaign_id)
-    if current["status"] != "draft" or current["spec"] is None:
-        raise not_draft(current)
+    if current["status"] not in _EDITABLE or current["spec"] is None:
+        raise not_editable(current)
     changes = body.model_dump(include=body.model_fields_set, by_alias=True)
     merged = {**current["spec"], **{k: v for k, v in changes.items()}}
     if "sending_mode" in changes and "channel" not in changes:
@@ -320,17 +332,48 @@ async def update_campaign(
     merged = {k: v for k, v in merged.items() if v is not None}
     spec = parse_spec(merged)
     check_schedule(spec, datetime.now(UTC))
-    if not await drafts.update(pool, account, campaign_id, _draft(spec)):
-        raise not_draft(await existing(pool, account, campaign_id))
+    if current["status"] == "draft":
+        if not await drafts.update(pool, account, campaign_id, _draft(spec)):
+            raise not_editable(await existing(pool, account, campaign_id))
+    else:
+        await _reschedule(pool, account, campaign_id, spec)
     return ok(request, campaign_out(await existing(pool, account, campaign_id), config_of(request)))
+
+
+async def _reschedule(pool: Pool, account: str, campaign_id: str, spec: CampaignIn) -> None:
+    """A scheduled campaign changed: checked as a send is, then its event rewritten where the
+    scheduler will read it, unless the scheduler has started it meanwhile (409)."""
+    async with pool.acquire() as conn, conn.transaction():
+        locked = await drafts.lock_draft(conn, account, campaign_id)
+        if locked is None or locked["confirmed_at"] is None:
+            raise not_editable(await existing(pool, account, campaign_id))
+        await check_audience(conn, account, spec)
+        event = build_event(
+            spec=spec,
+            campaign_id=campaign_id,
+            account_id=account,
+            templates=await templates_of(conn, account, spec),
+            now=datetime.now(UTC),
+        )
+        if not await drafts.reschedule(conn, account, campaign_id, _draft(spec), event):
+            raise ApiError(
+                ErrorCode.CAMPAIGN_NOT_EDITABLE,
+                "the campaign has started; only draft and scheduled campaigns can be changed",
+                field="status",
+            )
 
 
 @router.delete("/{campaign_id}", status_code=204, response_class=Response)
 async def delete_campaign(campaign_id: str, account: Account, pool: Pool) -> Response:
+    """A draft is deleted; a scheduled campaign is cancelled so it never runs, and hidden."""
     current = await existing(pool, account, campaign_id)
-    if current["status"] != "draft" or not await drafts.delete(pool, account, campaign_id):
-        raise ApiError(ErrorCode.CAMPAIGN_NOT_DELETABLE, field="status")
-    return Response(status_code=204)
+    if current["status"] == "draft" and await drafts.delete(pool, account, campaign_id):
+        return Response(status_code=204)
+    if current["status"] == "scheduled" and current["spec"] is not None:
+        async with pool.acquire() as conn, conn.transaction():
+            if await drafts.delete_scheduled(conn, account, campaign_id):
+                return Response(status_code=204)
+    raise ApiError(ErrorCode.CAMPAIGN_NOT_DELETABLE, field="status")
 
 
 async def templates_of(conn: Any, account: str, spec: CampaignIn) -> dict[str, dict[str, Any]]:

@@ -70,10 +70,10 @@ class ErrorCode(Enum):
     CONTENT_REQUIRED = _Spec(1607, 422, "The campaign lacks content for one of its channels")
     TEMPLATE_INVALID = _Spec(1608, 422, "The campaign's template cannot be used")
     CAMPAIGN_STATE_CONFLICT = _Spec(1611, 409, "The campaign's status does not allow this")
-    CAMPAIGN_NOT_DELETABLE = _Spec(1612, 409, "Only draft campaigns can be deleted")
+    CAMPAIGN_NOT_DELETABLE = _Spec(1612, 409, "Only draft and scheduled campaigns can be deleted")
     TEMPLATE_CHANNEL_MISMATCH = _Spec(1616, 422, "The template belongs to another channel")
     TEMPLATE_NOT_APPROVED = _Spec(1618, 422, "The WhatsApp template is not approved")
-    CAMPAIGN_NOT_EDITABLE = _Spec(1619, 409, "Only draft campaigns can be changed")
+    CAMPAIGN_NOT_EDITABLE = _Spec(1619, 409, "Only draft and scheduled campaigns can be changed")
     NOTHING_TO_RETRY = _Spec(1620, 409, "The campaign has no failed recipients to retry")
     AB_TEST_NOT_FOUND = _Spec(1621, 404, "The campaign has no A/B test")
 
@@ -140,6 +140,12 @@ def validation_error(errors: list[dict[str, Any]] | Any) -> tuple[ErrorCode, str
     if custom is not None and custom.status == 422:
         return custom, message, field_of(loc)
     return ErrorCode.VALIDATION_FAILED, message, field_of(loc)
+
+
+def model_error(errors: list[Any]) -> tuple[ErrorCode, str, str | None]:
+    """validation_error for a model validated outside a request: its locations start at a
+    field (one may be called `body`), not at where in the request it came from."""
+    return validation_error([{**e, "loc": ("body", *e.get("loc", ()))} for e in errors])
 
 
 _HTTP_CODES = {

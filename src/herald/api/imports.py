@@ -22,7 +22,7 @@ from herald.api.auth import Account, Pool
 from herald.api.config import ApiConfig
 from herald.api.contacts import ContactIn
 from herald.api.envelope import Envelope, ok
-from herald.api.errors import ApiError, ErrorCode, validation_error
+from herald.api.errors import ApiError, ErrorCode, model_error
 from herald.api.fields import parse_uuid
 from herald.api.guard import problem
 from herald.store import contacts_api, lists
@@ -152,7 +152,7 @@ def contact_record(account: str, raw: dict[str, Any]) -> tuple[Any, ...]:
     try:
         contact = ContactIn.model_validate(raw)
     except ValidationError as exc:
-        code, message, fld = validation_error(list(exc.errors()))
+        code, message, fld = model_error(list(exc.errors()))
         raise ApiError(code, message, field=fld) from None
     return (
         uuid.uuid4(),

@@ -227,3 +227,45 @@ async def variant_counters(conn: Conn, campaign_id: str) -> dict[int, Row]:
     """Outcomes per A/B variant index, for a campaign the caller has checked is the account's."""
     rows = await conn.fetch(sql("drafts", "variant_counters"), campaign_id)
     return {r["variant"]: dict(r) for r in rows}
+
+
+async def reschedule(
+    conn: asyncpg.Connection, account_id: str, campaign_id: str, d: Draft, event: Mapping[str, Any]
+) -> bool:
+    """A confirmed campaign that has not started takes a changed draft and event; False once
+    the scheduler has started it. In the caller's transaction, with the draft row locked."""
+    written = await conn.fetchval(
+        sql("drafts", "reschedule"),
+        account_id,
+        campaign_id,
+        d.name,
+        d.sending_mode,
+        dict(event),
+        d.scheduled_at,
+        event["batch_size"],
+        event["batch_delay_ms"],
+        event["fallback_window_s"],
+    )
+    if written is None:
+        return False
+    await conn.execute(
+        sql("drafts", "update_confirmed"),
+        account_id,
+        campaign_id,
+        d.name,
+        d.description,
+        d.sending_mode,
+        dict(d.spec),
+        d.scheduled_at,
+        d.ready_to_send,
+        dict(event),
+    )
+    return True
+
+
+async def delete_scheduled(conn: asyncpg.Connection, account_id: str, campaign_id: str) -> bool:
+    """Cancels a confirmed campaign that has not started and hides it; False once started.
+    In the caller's transaction."""
+    if await conn.fetchval(sql("drafts", "unschedule"), account_id, campaign_id) is None:
+        return False
+    return await conn.fetchval(sql("drafts", "mark_deleted"), account_id, campaign_id) is not None

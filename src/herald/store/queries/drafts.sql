@@ -16,7 +16,7 @@ WHERE account_id = $1 AND id = $2;
 -- The draft row of the account's campaign, locked for a change; confirmed_at tells whether
 -- it is still a draft.
 SELECT id, spec, confirmed_at FROM campaign_drafts
-WHERE account_id = $1 AND id = $2
+WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL
 FOR UPDATE;
 
 -- name: update
@@ -160,3 +160,45 @@ SELECT variant, count(*) AS recipients,
                                              'cancelled')) AS pending
 FROM recipients WHERE campaign_id = $1 AND variant IS NOT NULL
 GROUP BY variant ORDER BY variant;
+
+-- name: reschedule
+-- A confirmed campaign that has not started takes its changed event: the pipeline row is
+-- rewritten only while it is still scheduled and unexpanded, or created now (so that the
+-- scheduler's own insert of the earlier event, still on its way, does nothing).
+INSERT INTO campaigns AS c (id, account_id, name, status, sending_mode, event, scheduled_at,
+                            batch_size, batch_delay_ms, fallback_window_s)
+VALUES ($2, $1, $3, 'scheduled', $4, $5::jsonb, $6, $7, $8, $9)
+ON CONFLICT (id) DO UPDATE
+SET name = EXCLUDED.name, sending_mode = EXCLUDED.sending_mode, event = EXCLUDED.event,
+    scheduled_at = EXCLUDED.scheduled_at, batch_size = EXCLUDED.batch_size,
+    batch_delay_ms = EXCLUDED.batch_delay_ms, fallback_window_s = EXCLUDED.fallback_window_s
+WHERE c.account_id = $1 AND c.status = 'scheduled' AND c.expanded_at IS NULL
+RETURNING c.id;
+
+-- name: update_confirmed
+UPDATE campaign_drafts SET name = $3, description = $4, sending_mode = $5, spec = $6,
+                           scheduled_at = $7, ready_to_send = $8, event = $9,
+                           goal_recipients = NULL, goal_cost = NULL, goal_calculated_at = NULL,
+                           updated_at = now()
+WHERE account_id = $1 AND id = $2 AND confirmed_at IS NOT NULL AND deleted_at IS NULL
+RETURNING id;
+
+-- name: unschedule
+-- Deleting a scheduled campaign: its pipeline row is cancelled (or created cancelled, like
+-- cancel does) only while it has not started.
+INSERT INTO campaigns AS c (id, account_id, name, status, sending_mode, event, scheduled_at,
+                            batch_size, batch_delay_ms, fallback_window_s)
+SELECT d.id, d.account_id, d.name, 'cancelled', d.sending_mode, d.event, d.scheduled_at,
+       coalesce((d.event ->> 'batch_size')::integer, 100000),
+       coalesce((d.event ->> 'batch_delay_ms')::integer, 0),
+       coalesce((d.event ->> 'fallback_window_s')::integer, 900)
+FROM campaign_drafts d
+WHERE d.account_id = $1 AND d.id = $2 AND d.confirmed_at IS NOT NULL AND d.deleted_at IS NULL
+ON CONFLICT (id) DO UPDATE SET status = 'cancelled'
+WHERE c.account_id = $1 AND c.status = 'scheduled' AND c.expanded_at IS NULL
+RETURNING c.id;
+
+-- name: mark_deleted
+UPDATE campaign_drafts SET deleted_at = now(), updated_at = now()
+WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL
+RETURNING id;

@@ -90,28 +90,40 @@ class Idempotency:
         try:
             api_key = headers.get(b"x-api-key", b"").decode("latin-1")
             account = await api_keys.account_for(self.pool, api_key) if api_key else None
-            if account is None:  # the app answers 401
-                await self.app(scope, replay, send)
-                return
             digest = request_hash(scope["method"], scope["path"], scope["query_string"], body)
-            claimed = await idempotency.claim(
-                self.pool, account, key, digest, retention_s=RETENTION_S, abandoned_s=ABANDONED_S
-            )
-            stored = None if claimed else await idempotency.find(self.pool, account, key)
+            claimed, stored = False, None
+            # Twice at most: the key may be freed between a refused claim and the look.
+            for _ in range(2):
+                if account is None:
+                    break
+                claimed = await idempotency.claim(
+                    self.pool,
+                    account,
+                    key,
+                    digest,
+                    retention_s=RETENTION_S,
+                    abandoned_s=ABANDONED_S,
+                )
+                stored = None if claimed else await idempotency.find(self.pool, account, key)
+                if claimed or stored is not None:
+                    break
         except LOOP_ERRORS as exc:
             log.warning(
                 "idempotency key lookup failed: %s", exc, extra={"event": "api_store_error"}
             )
             await _error(request, send, ApiError(ErrorCode.UNAVAILABLE))
             return
+        if account is None:  # the app answers 401
+            await self.app(scope, replay, send)
+            return
         if not claimed:
-            if stored is None or stored.request_hash != digest:
+            if stored is not None and stored.request_hash != digest:
                 await _error(
                     request,
                     send,
                     ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED, field="Idempotency-Key"),
                 )
-            elif stored.status_code is None:
+            elif stored is None or stored.status_code is None:
                 await _error(
                     request,
                     send,

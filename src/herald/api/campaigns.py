@@ -347,14 +347,7 @@ async def _reschedule(pool: Pool, account: str, campaign_id: str, spec: Campaign
         locked = await drafts.lock_draft(conn, account, campaign_id)
         if locked is None or locked["confirmed_at"] is None:
             raise not_editable(await existing(pool, account, campaign_id))
-        await check_audience(conn, account, spec)
-        event = build_event(
-            spec=spec,
-            campaign_id=campaign_id,
-            account_id=account,
-            templates=await templates_of(conn, account, spec),
-            now=datetime.now(UTC),
-        )
+        event = await confirmed_event(conn, account, campaign_id, spec)
         if not await drafts.reschedule(conn, account, campaign_id, _draft(spec), event):
             raise ApiError(
                 ErrorCode.CAMPAIGN_NOT_EDITABLE,
@@ -404,6 +397,20 @@ async def check_audience(conn: Any, account: str, spec: CampaignIn) -> None:
         raise ApiError(ErrorCode.AUDIENCE_INVALID, "no such sent campaign", field="failed_of")
 
 
+async def confirmed_event(
+    conn: Any, account: str, campaign_id: str, spec: CampaignIn
+) -> dict[str, Any]:
+    """campaign.confirmed for the spec as it stands, its audience and templates checked."""
+    await check_audience(conn, account, spec)
+    return build_event(
+        spec=spec,
+        campaign_id=campaign_id,
+        account_id=account,
+        templates=await templates_of(conn, account, spec),
+        now=datetime.now(UTC),
+    )
+
+
 @router.post("/{campaign_id}/send", status_code=202, response_model=Envelope[Sent])
 @router.post(
     "/{campaign_id}/confirm",
@@ -428,14 +435,7 @@ async def send_campaign(
                 field="status",
             )
         spec = parse_spec(locked["spec"])
-        await check_audience(conn, account, spec)
-        event = build_event(
-            spec=spec,
-            campaign_id=campaign_id,
-            account_id=account,
-            templates=await templates_of(conn, account, spec),
-            now=datetime.now(UTC),
-        )
+        event = await confirmed_event(conn, account, campaign_id, spec)
         confirmed_at = await drafts.confirm(
             conn, account, campaign_id, event=event, topic=TOPIC_CAMPAIGN_EVENTS
         )

@@ -46,18 +46,13 @@ class Draft:
     ready_to_send: bool
 
 
+def _fields(d: Draft) -> tuple[Any, ...]:
+    """A draft's columns in the order insert, update and update_confirmed take them."""
+    return (d.name, d.description, d.sending_mode, dict(d.spec), d.scheduled_at, d.ready_to_send)
+
+
 async def insert(pool: Conn, account_id: str, campaign_id: str, d: Draft) -> None:
-    await pool.execute(
-        sql("drafts", "insert"),
-        campaign_id,
-        account_id,
-        d.name,
-        d.description,
-        d.sending_mode,
-        dict(d.spec),
-        d.scheduled_at,
-        d.ready_to_send,
-    )
+    await pool.execute(sql("drafts", "insert"), campaign_id, account_id, *_fields(d))
 
 
 async def get(pool: Conn, account_id: str, campaign_id: str) -> Row | None:
@@ -71,17 +66,7 @@ async def lock_draft(conn: asyncpg.Connection, account_id: str, campaign_id: str
 
 
 async def update(conn: Conn, account_id: str, campaign_id: str, d: Draft) -> bool:
-    found = await conn.fetchval(
-        sql("drafts", "update"),
-        account_id,
-        campaign_id,
-        d.name,
-        d.description,
-        d.sending_mode,
-        dict(d.spec),
-        d.scheduled_at,
-        d.ready_to_send,
-    )
+    found = await conn.fetchval(sql("drafts", "update"), account_id, campaign_id, *_fields(d))
     return found is not None
 
 
@@ -198,14 +183,16 @@ async def resume(pool: asyncpg.Pool, campaign_id: str) -> bool:
     return await campaigns.set_status(pool, campaign_id, "sending", allowed_from=("paused",))
 
 
+_LIVE = ["scheduled", "sending", "paused"]
+
+
 async def cancel(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> bool:
     """Final. A confirmed draft the scheduler has not received yet gets its pipeline row here,
     already cancelled, so the scheduler's own insert of it does nothing."""
-    if await pool.fetchval(sql("drafts", "cancel"), account_id, campaign_id) is not None:
+    cancelled = await pool.fetchval(sql("drafts", "cancel"), account_id, campaign_id, _LIVE)
+    if cancelled is not None:
         return True
-    return await campaigns.set_status(
-        pool, campaign_id, "cancelled", allowed_from=("scheduled", "sending", "paused")
-    )
+    return await campaigns.set_status(pool, campaign_id, "cancelled", allowed_from=tuple(_LIVE))
 
 
 async def recipients(
@@ -249,16 +236,7 @@ async def reschedule(
     if written is None:
         return False
     await conn.execute(
-        sql("drafts", "update_confirmed"),
-        account_id,
-        campaign_id,
-        d.name,
-        d.description,
-        d.sending_mode,
-        dict(d.spec),
-        d.scheduled_at,
-        d.ready_to_send,
-        dict(event),
+        sql("drafts", "update_confirmed"), account_id, campaign_id, *_fields(d), dict(event)
     )
     return True
 
@@ -266,6 +244,6 @@ async def reschedule(
 async def delete_scheduled(conn: asyncpg.Connection, account_id: str, campaign_id: str) -> bool:
     """Cancels a confirmed campaign that has not started and hides it; False once started.
     In the caller's transaction."""
-    if await conn.fetchval(sql("drafts", "unschedule"), account_id, campaign_id) is None:
+    if await conn.fetchval(sql("drafts", "cancel"), account_id, campaign_id, ["scheduled"]) is None:
         return False
     return await conn.fetchval(sql("drafts", "mark_deleted"), account_id, campaign_id) is not None

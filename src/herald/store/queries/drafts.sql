@@ -112,6 +112,8 @@ RETURNING confirmed_at;
 -- name: cancel
 -- Cancels a confirmed campaign of the account whether or not the scheduler has received
 -- it: a row inserted here first makes the scheduler's own insert of that campaign a no-op.
+-- $3: the statuses it may be cancelled from (only 'scheduled', to delete one that has not
+-- started: the scheduler leaves 'scheduled' in the transaction that expands).
 INSERT INTO campaigns AS c (id, account_id, name, status, sending_mode, event, scheduled_at,
                             batch_size, batch_delay_ms, fallback_window_s)
 SELECT d.id, d.account_id, d.name, 'cancelled', d.sending_mode, d.event, d.scheduled_at,
@@ -119,9 +121,9 @@ SELECT d.id, d.account_id, d.name, 'cancelled', d.sending_mode, d.event, d.sched
        coalesce((d.event ->> 'batch_delay_ms')::integer, 0),
        coalesce((d.event ->> 'fallback_window_s')::integer, 900)
 FROM campaign_drafts d
-WHERE d.account_id = $1 AND d.id = $2 AND d.confirmed_at IS NOT NULL
+WHERE d.account_id = $1 AND d.id = $2 AND d.confirmed_at IS NOT NULL AND d.deleted_at IS NULL
 ON CONFLICT (id) DO UPDATE SET status = 'cancelled', pause_reason = NULL
-WHERE c.account_id = $1 AND c.status IN ('scheduled', 'sending', 'paused')
+WHERE c.account_id = $1 AND c.status = ANY ($3::text[])
 RETURNING c.id;
 
 -- name: recipients
@@ -182,21 +184,6 @@ UPDATE campaign_drafts SET name = $3, description = $4, sending_mode = $5, spec 
                            updated_at = now()
 WHERE account_id = $1 AND id = $2 AND confirmed_at IS NOT NULL AND deleted_at IS NULL
 RETURNING id;
-
--- name: unschedule
--- Deleting a scheduled campaign: its pipeline row is cancelled (or created cancelled, like
--- cancel does) only while it has not started.
-INSERT INTO campaigns AS c (id, account_id, name, status, sending_mode, event, scheduled_at,
-                            batch_size, batch_delay_ms, fallback_window_s)
-SELECT d.id, d.account_id, d.name, 'cancelled', d.sending_mode, d.event, d.scheduled_at,
-       coalesce((d.event ->> 'batch_size')::integer, 100000),
-       coalesce((d.event ->> 'batch_delay_ms')::integer, 0),
-       coalesce((d.event ->> 'fallback_window_s')::integer, 900)
-FROM campaign_drafts d
-WHERE d.account_id = $1 AND d.id = $2 AND d.confirmed_at IS NOT NULL AND d.deleted_at IS NULL
-ON CONFLICT (id) DO UPDATE SET status = 'cancelled'
-WHERE c.account_id = $1 AND c.status = 'scheduled' AND c.expanded_at IS NULL
-RETURNING c.id;
 
 -- name: mark_deleted
 UPDATE campaign_drafts SET deleted_at = now(), updated_at = now()

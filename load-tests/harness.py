@@ -33,7 +33,7 @@ from herald.constants import TOPIC_CAMPAIGN_EVENTS
 from herald.demo import campaign_event
 from herald.domain.channels import SendingMode
 from herald.embedded import free_port
-from herald.settings import Settings
+from herald.settings import DEVELOPMENT_PROFILE, Settings
 from herald.simulator.app import PATH_STATS
 from herald.store import accounts, contacts
 
@@ -46,7 +46,7 @@ def run_settings(data_dir: Path, **overrides: Any) -> Settings:
 
     HERALD_* variables in the environment still apply (e.g. HERALD_WORKER_CONCURRENCY);
     explicit overrides win over them."""
-    base = Settings.from_env()
+    base = Settings.from_env(profile=DEVELOPMENT_PROFILE)
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "topic_prefix": f"bench-{uuid.uuid4().hex[:8]}.",

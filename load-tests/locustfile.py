@@ -56,7 +56,7 @@ import measures
 from herald import embedded
 from herald.demo import FIRST_PHONE
 from herald.domain.channels import SendingMode
-from herald.settings import Settings
+from herald.settings import DEVELOPMENT_PROFILE, Settings
 from herald.store import campaigns, db
 
 log = logging.getLogger("herald.locust")
@@ -134,7 +134,7 @@ class Target:
         self._stack = contextlib.ExitStack()
 
     def start(self) -> None:
-        base = Settings.from_env()
+        base = Settings.from_env(profile=DEVELOPMENT_PROFILE)
         if base.kafka_bootstrap and base.database_url:
             self.settings = base
             return
@@ -171,7 +171,7 @@ TARGET = Target()
 
 def _start_target(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
-        TARGET.settings = Settings.from_env()
+        TARGET.settings = Settings.from_env(profile=DEVELOPMENT_PROFILE)
         return
     TARGET.start()
 

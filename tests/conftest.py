@@ -98,7 +98,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture
 def settings(pg_url: str, kafka_bootstrap: str, tmp_path: Path) -> Settings:
     """Settings for one test: its own database, topic prefix and ports."""
-    return Settings(
+    return Settings.development(
         database_url=pg_url,
         kafka_bootstrap=kafka_bootstrap,
         data_dir=tmp_path,

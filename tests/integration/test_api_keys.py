@@ -27,7 +27,7 @@ __all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
 async def test_operator_command_prints_a_working_key(
     pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert await keys_create(Settings(database_url=pg_url), "acme", "ops") == 0
+    assert await keys_create(Settings.development(database_url=pg_url), "acme", "ops") == 0
     key = capsys.readouterr().out.strip()
     assert key.startswith("hk_")
     async with db.pool(pg_url, max_size=1) as pool:
@@ -40,7 +40,7 @@ async def test_operator_command_prints_a_working_key(
             "VALUES ('acme', sha256(convert_to('hk_from_sql', 'UTF8')), 'hk_from_sq')"
         )
         assert await api_keys.account_for(pool, "hk_from_sql") == "acme"
-    assert await keys_create(Settings(database_url=pg_url), " ", "") == 2
+    assert await keys_create(Settings.development(database_url=pg_url), " ", "") == 2
 
 
 async def test_self_service_keys_and_revocation(alice: Caller, bob: Caller) -> None:

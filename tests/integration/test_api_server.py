@@ -50,7 +50,7 @@ async def server(api_pool: asyncpg.Pool) -> AsyncIterator[Server]:
     # A task of its own: pytest-asyncio sets a fixture up and tears it down in different tasks.
     task = asyncio.create_task(
         serve(
-            settings=Settings(drain_timeout_s=2.0),
+            settings=Settings.development(drain_timeout_s=2.0),
             pool=api_pool,
             stop=stop,
             host="127.0.0.1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import subprocess
 import sys
@@ -12,9 +13,11 @@ from typing import Any
 
 import anyio
 
-from herald import embedded, health, logs, runner
+from herald import embedded, health, logs, preflight, runner
 from herald.domain.channels import SendingMode
 from herald.settings import DEVELOPMENT_PROFILE, PRODUCTION, Settings, SettingsError, describe
+
+log = logging.getLogger("herald")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "run":
         try:
             roles = runner.parse_roles(args.roles)
+            # Every role module imported now, so a role this install lacks is one clear line.
+            for name in sorted(roles):
+                runner.load_role(name)
         except runner.RoleError as exc:
             sys.exit(f"herald: {exc}")
         code = _run(_serve, settings, roles)
@@ -157,17 +163,19 @@ async def _migrate(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, roles: frozenset[str]) -> int:
-    if (
-        not settings.kafka_bootstrap
-        and runner.needs(roles).kafka
-        and roles != frozenset(runner.ROLES)
-    ):
+    needs = runner.needs(roles)
+    refused = runner.refusal(settings, roles)
+    if refused is not None:
+        print(f"herald: {refused}", file=sys.stderr)
+        return 2
+    for warning in preflight.check(settings).warnings():
+        log.warning(warning, extra={"event": "channel_disabled"})
+    if not settings.kafka_bootstrap and needs.kafka and roles != frozenset(runner.ROLES):
         print(
             "herald: set HERALD_KAFKA_BOOTSTRAP; only `run all` starts an embedded broker",
             file=sys.stderr,
         )
         return 2
-    needs = runner.needs(roles)
     async with embedded.running(settings, database=needs.database, broker=needs.kafka) as resolved:
         stop, ready = anyio.Event(), anyio.Event()
         async with (

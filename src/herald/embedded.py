@@ -146,7 +146,9 @@ class EmbeddedPostgres:
 def started(
     settings: Settings, *, database: bool = True, broker: bool = True
 ) -> Iterator[Settings]:
-    """Start whatever settings leave unset; yield settings that point at them; stop them after."""
+    """Start whatever settings leave unset; yield settings that point at them; stop them after.
+    Development only: production refuses, naming what is unset."""
+    refuse_in_production(settings, database=database, broker=broker)
     postgres: EmbeddedPostgres | None = None
     kafka: EmbeddedBroker | None = None
     try:
@@ -168,6 +170,24 @@ def started(
             kafka.stop()
         if postgres is not None:
             postgres.stop()
+
+
+def refuse_in_production(settings: Settings, *, database: bool, broker: bool) -> None:
+    if settings.is_development:
+        return
+    unset = [
+        name
+        for name, wanted, value in (
+            ("HERALD_DATABASE_URL", database, settings.database_url),
+            ("HERALD_KAFKA_BOOTSTRAP", broker, settings.kafka_bootstrap),
+        )
+        if wanted and not value
+    ]
+    if unset:
+        raise EmbeddedError(
+            f"set {', '.join(unset)}: production never starts embedded services "
+            "(HERALD_PROFILE=development does)"
+        )
 
 
 @contextlib.asynccontextmanager

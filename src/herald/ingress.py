@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import anyio
 import orjson
@@ -30,6 +30,7 @@ from herald.constants import (
     PATH_CALLBACK_WHATSAPP,
     TOPIC_STATUS_EVENTS,
 )
+from herald.domain.channels import Channel
 from herald.domain.status import StatusEvent, to_wire
 from herald.providers import email, rbm, twilio, viber, whatsapp
 from herald.providers._http import CallbackError
@@ -43,10 +44,18 @@ MAX_CALLBACK_BYTES = 1024 * 1024
 
 class Ingress:
     def __init__(
-        self, *, settings: Settings, producer: AIOKafkaProducer, email_public_key: str
+        self,
+        *,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        email_public_key: str,
+        channels: Collection[Channel] = frozenset(Channel),
     ) -> None:
         self.settings = settings
         self.email_public_key = email_public_key
+        # A disabled channel has no route: its callbacks answer 404, whatever they are signed
+        # with, since there is no secret to check them against.
+        self.channels = frozenset(channels)
         self.batcher = KeyedBatcher(
             producer=producer,
             topic=settings.topic(TOPIC_STATUS_EVENTS),
@@ -57,12 +66,17 @@ class Ingress:
         app = web.Application(
             client_max_size=MAX_CALLBACK_BYTES, middlewares=[metrics.observe_http]
         )
-        app.router.add_post(PATH_CALLBACK_TWILIO, self.twilio)
-        app.router.add_get(PATH_CALLBACK_WHATSAPP, self.whatsapp_challenge)
-        app.router.add_post(PATH_CALLBACK_WHATSAPP, self.whatsapp)
-        app.router.add_post(PATH_CALLBACK_RBM, self.rbm)
-        app.router.add_post(PATH_CALLBACK_VIBER, self.viber)
-        app.router.add_post(PATH_CALLBACK_EMAIL, self.email)
+        if Channel.SMS in self.channels:
+            app.router.add_post(PATH_CALLBACK_TWILIO, self.twilio)
+        if Channel.WHATSAPP in self.channels:
+            app.router.add_get(PATH_CALLBACK_WHATSAPP, self.whatsapp_challenge)
+            app.router.add_post(PATH_CALLBACK_WHATSAPP, self.whatsapp)
+        if Channel.RCS in self.channels:
+            app.router.add_post(PATH_CALLBACK_RBM, self.rbm)
+        if Channel.VIBER in self.channels:
+            app.router.add_post(PATH_CALLBACK_VIBER, self.viber)
+        if Channel.EMAIL in self.channels:
+            app.router.add_post(PATH_CALLBACK_EMAIL, self.email)
         app.router.add_get("/healthz", _ok)
         app.router.add_get("/readyz", _ok)
         return app
@@ -78,7 +92,7 @@ class Ingress:
         url = f"{self.settings.ingress_url}{request.path_qs}"
         token = self.settings.twilio_auth_token.value
         signature = request.headers.get("X-Twilio-Signature")
-        if not twilio.verify_signature(url, params, token, signature):
+        if not token or not twilio.verify_signature(url, params, token, signature):
             return _unsigned("twilio", "X-Twilio-Signature")
         try:
             event = twilio.parse_callback(params, request.query.get("m", ""), _now_ms())
@@ -88,7 +102,8 @@ class Ingress:
 
     async def whatsapp_challenge(self, request: web.Request) -> web.Response:
         params = {k: str(v) for k, v in request.query.items()}
-        challenge = whatsapp.verify_challenge(params, self.settings.whatsapp_verify_token.value)
+        verify_token = self.settings.whatsapp_verify_token.value
+        challenge = whatsapp.verify_challenge(params, verify_token) if verify_token else None
         if challenge is None:
             return _error(403, "hub.verify_token", "verification token does not match")
         return web.Response(text=challenge)
@@ -96,7 +111,9 @@ class Ingress:
     async def whatsapp(self, request: web.Request) -> web.Response:
         body = await request.read()
         secret = self.settings.whatsapp_app_secret.value
-        if not whatsapp.verify_signature(secret, body, request.headers.get("X-Hub-Signature-256")):
+        if not secret or not whatsapp.verify_signature(
+            secret, body, request.headers.get("X-Hub-Signature-256")
+        ):
             return _unsigned("whatsapp", "X-Hub-Signature-256")
         try:
             events = whatsapp.parse_webhook(_json(body), _now_ms())
@@ -110,6 +127,8 @@ class Ingress:
         except CallbackError as exc:
             return _malformed("rbm", exc.reason)
         client_token = self.settings.rbm_client_token.value
+        if not client_token:
+            return _unsigned("rbm", "X-Goog-Signature")
         # Google's webhook setup: echo the secret for the registered client token.
         secret = rbm.registration_response(payload, client_token)
         if secret is not None:
@@ -127,7 +146,7 @@ class Ingress:
     async def viber(self, request: web.Request) -> web.Response:
         body = await request.read()
         token = self.settings.viber_auth_token.value
-        if not viber.verify_signature(
+        if not token or not viber.verify_signature(
             token, body, request.headers.get("X-Viber-Content-Signature")
         ):
             return _unsigned("viber", "X-Viber-Content-Signature")

@@ -126,9 +126,7 @@ class Settings:
         default="https://graph.facebook.com",
     )
     whatsapp_phone_number_id: str = _doc("WhatsApp sender phone number id", default="")
-    whatsapp_access_token: Secret = _doc(
-        "WhatsApp Cloud API access token", default=Secret("")
-    )
+    whatsapp_access_token: Secret = _doc("WhatsApp Cloud API access token", default=Secret(""))
     whatsapp_app_secret: Secret = _doc(
         "Meta app secret (verifies X-Hub-Signature-256)", default=Secret("")
     )
@@ -276,10 +274,6 @@ class Settings:
     @property
     def simulator_url(self) -> str:
         return f"http://127.0.0.1:{self.simulator_port}"
-
-    @property
-    def twilio_url(self) -> str:
-        return self.twilio_base_url or self.simulator_url
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -435,6 +435,7 @@ async def send_campaign(
                 field="status",
             )
         spec = parse_spec(locked["spec"])
+        refuse_disabled(spec, config_of(request))
         event = await confirmed_event(conn, account, campaign_id, spec)
         confirmed_at = await drafts.confirm(
             conn, account, campaign_id, event=event, topic=TOPIC_CAMPAIGN_EVENTS
@@ -450,6 +451,19 @@ async def send_campaign(
             "event_id": event["event_id"],
         },
     )
+
+
+def refuse_disabled(spec: CampaignIn, config: ApiConfig) -> None:
+    """A campaign none of whose channels this deployment can send is refused at confirm; one
+    with some disabled goes out, and the chain skips those (no_provider)."""
+    wanted = chain(spec.mode)
+    if not any(channel in config.channels for channel in wanted):
+        raise ApiError(
+            ErrorCode.CHANNEL_DISABLED,
+            f"{', '.join(c.value for c in wanted)} "
+            f"{'is' if len(wanted) == 1 else 'are'} not enabled in this deployment",
+            field="sending_mode",
+        )
 
 
 async def _control(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
 
+from herald import preflight
 from herald.domain.channels import Channel
 from herald.settings import Settings
 
@@ -36,6 +37,8 @@ class ApiConfig:
     import_batch_rows: int = 5_000
     unit_prices: Mapping[Channel, Decimal] = field(default_factory=lambda: DEFAULT_UNIT_PRICES)
     currency: str = "USD"
+    # Channels this deployment can send (production disables a channel without credentials).
+    channels: frozenset[Channel] = frozenset(Channel)
 
     @classmethod
     def from_settings(
@@ -48,7 +51,11 @@ class ApiConfig:
     ) -> ApiConfig:
         """Until Settings carries the API's fields, callers pass them explicitly."""
         key = getattr(settings, "bootstrap_api_key", None)
-        if key is not None and not bootstrap_api_key:
+        if not settings.is_development:
+            # A key set by environment is a development convenience; production mints keys.
+            key = None
+            bootstrap_api_key = ""
+        elif key is not None and not bootstrap_api_key:
             bootstrap_api_key = getattr(key, "value", str(key))
         account = getattr(settings, "bootstrap_account_id", None)
         if isinstance(account, str) and account and bootstrap_account_id == "dev":
@@ -61,6 +68,7 @@ class ApiConfig:
             value = getattr(settings, setting, None)
             if isinstance(value, kind) and name not in overrides:
                 overrides[name] = value
+        overrides.setdefault("channels", preflight.enabled_channels(settings))
         return cls(
             bootstrap_api_key=bootstrap_api_key,
             bootstrap_account_id=bootstrap_account_id,

@@ -76,6 +76,7 @@ class ErrorCode(Enum):
     CAMPAIGN_NOT_EDITABLE = _Spec(1619, 409, "Only draft and scheduled campaigns can be changed")
     NOTHING_TO_RETRY = _Spec(1620, 409, "The campaign has no failed recipients to retry")
     AB_TEST_NOT_FOUND = _Spec(1621, 404, "The campaign has no A/B test")
+    CHANNEL_DISABLED = _Spec(1622, 422, "No channel of the campaign is enabled in this deployment")
 
     @property
     def code(self) -> str:

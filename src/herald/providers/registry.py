@@ -1,14 +1,16 @@
 """The providers a worker sends through.
 
-Defaults come from the deployment's settings, one per channel; an empty base URL (or SMTP
-host) means the local provider simulator, which speaks the same wire formats. Rows of
-provider_accounts add an account's own provider accounts, several per channel in priority
-order, each built by `build_one` with its credential taken from HERALD_SECRET_<secret_ref>.
+Defaults come from the deployment's settings, one per channel, for the channels the
+deployment has enabled (see preflight). In development an empty base URL (or SMTP host) means
+the local provider simulator, which speaks the same wire formats; in production it never
+does. Rows of provider_accounts add an account's own provider accounts, several per channel
+in priority order, each built by `build_one` with its credential taken from
+HERALD_SECRET_<secret_ref>.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import aiohttp
@@ -35,14 +37,28 @@ class ProviderConfigError(ValueError):
     """A provider account row that cannot be built (unknown kind, missing secret)."""
 
 
-def build(settings: Settings, session: aiohttp.ClientSession) -> dict[Channel, Provider]:
-    """The deployment's default provider for every channel."""
+def build(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    channels: Collection[Channel] = frozenset(Channel),
+) -> dict[Channel, Provider]:
+    """The deployment's default provider for every enabled channel."""
     return {
         channel: build_one(
             kind, settings=settings, session=session, base_url="", options={}, secret=None
         )
         for kind, channel in KINDS.items()
+        if channel in channels
     }
+
+
+def _url(settings: Settings, *candidates: str) -> str:
+    for url in candidates:
+        if url:
+            return url
+    if settings.is_development:
+        return settings.simulator_url
+    raise ProviderConfigError("no base URL (production never sends to the simulator)")
 
 
 def build_one(
@@ -65,7 +81,7 @@ def build_one(
     if kind == "twilio":
         return TwilioProvider(
             session=session,
-            base_url=url or settings.twilio_url,
+            base_url=_url(settings, url, settings.twilio_base_url),
             account_sid=opt("account_sid", settings.twilio_account_sid),
             auth_token=secret or settings.twilio_auth_token,
             timeout_s=timeout_s,
@@ -73,7 +89,7 @@ def build_one(
     if kind == "whatsapp":
         return WhatsAppProvider(
             session=session,
-            base_url=url or settings.whatsapp_base_url or settings.simulator_url,
+            base_url=_url(settings, url, settings.whatsapp_base_url),
             phone_number_id=opt("phone_number_id", settings.whatsapp_phone_number_id),
             access_token=secret or settings.whatsapp_access_token,
             timeout_s=timeout_s,
@@ -81,7 +97,7 @@ def build_one(
     if kind == "rbm":
         return RbmProvider(
             session=session,
-            base_url=url or settings.rbm_base_url or settings.simulator_url,
+            base_url=_url(settings, url, settings.rbm_base_url),
             agent_id=opt("agent_id", settings.rbm_agent_id),
             token=secret or settings.rbm_token,
             timeout_s=timeout_s,
@@ -89,7 +105,7 @@ def build_one(
     if kind == "viber":
         return ViberProvider(
             session=session,
-            base_url=url or settings.viber_base_url or settings.simulator_url,
+            base_url=_url(settings, url, settings.viber_base_url),
             auth_token=secret or settings.viber_auth_token,
             sender_name=opt("sender_name", settings.viber_sender_name),
             timeout_s=timeout_s,
@@ -97,6 +113,8 @@ def build_one(
     if kind == "smtp":
         host = opt("host", settings.smtp_host)
         username = opt("username", settings.smtp_username)
+        if not host and not settings.is_development:
+            raise ProviderConfigError("no SMTP host (production never sends to the simulator)")
         return SmtpEmailProvider(
             host=host or "127.0.0.1",
             port=int(

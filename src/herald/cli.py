@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
             for name in sorted(roles):
                 runner.load_role(name)
         except runner.RoleError as exc:
-            sys.exit(f"herald: {exc}")
+            print(f"herald: {exc}", file=sys.stderr)
+            sys.exit(2)
         code = _run(_serve, settings, roles)
     else:
         from herald.demo import demo

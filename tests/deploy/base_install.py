@@ -61,5 +61,7 @@ def install(target: Path) -> BaseInstall:
         check=True,
         env=clean_env(),
         timeout=900,
+        # pip's notes about this machine's extra indexes are not the test's to show.
+        capture_output=True,
     )
     return BaseInstall(venv=target)

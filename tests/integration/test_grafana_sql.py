@@ -49,6 +49,8 @@ def expand_macros(raw: str) -> str:
 async def readonly(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     owner = await asyncpg.connect(pg_url)
     try:
+        # The test's owner is a superuser, so it plays the admin's part too.
+        await owner.execute((GRAFANA / "postgres-readonly-role.sql").read_text())
         await owner.execute((GRAFANA / "postgres-readonly.sql").read_text())
         await owner.execute(
             """

@@ -2,16 +2,20 @@
 # Production image only: no embedded PostgreSQL or Kafka, no test tools.
 #   docker build -t herald:0.1.0 .
 #   docker run --rm herald:0.1.0 settings
+# The dev overlay's provider simulator needs the `simulator` extra, in an image of its own:
+#   docker build --build-arg HERALD_EXTRAS=simulator -t herald:dev .
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# Empty for production: base dependencies only.
+ARG HERALD_EXTRAS=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/herald
 # Dependencies first, so a source change does not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir -p src/herald && touch src/herald/__init__.py \
-    && /opt/herald/bin/pip install . \
+    && /opt/herald/bin/pip install ".${HERALD_EXTRAS:+[$HERALD_EXTRAS]}" \
     && /opt/herald/bin/pip uninstall -y herald
 COPY src ./src
 RUN /opt/herald/bin/pip install --no-deps . \

@@ -12,8 +12,10 @@ def test_dockerfile_builds_a_non_root_production_image() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^USER 10001(:10001)?$", dockerfile, re.MULTILINE)
     assert 'ENTRYPOINT ["herald"]' in dockerfile
-    # Embedded services and test tools stay out of the production image.
+    # Embedded services and test tools stay out of the production image; extras only by a
+    # build argument that is empty unless given (the dev simulator's image).
     assert "[embedded]" not in dockerfile and "[dev]" not in dockerfile
+    assert re.search(r'^ARG HERALD_EXTRAS=""$', dockerfile, re.MULTILINE)
     for image in re.findall(r"^ARG PYTHON_IMAGE=(\S+)", dockerfile, re.MULTILINE):
         assert ":" in image and not image.endswith(":latest")
     lines = (ROOT / ".dockerignore").read_text().splitlines()

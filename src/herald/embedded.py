@@ -194,11 +194,23 @@ def refuse_in_production(settings: Settings, *, database: bool, broker: bool) ->
 async def running(
     settings: Settings, *, database: bool = True, broker: bool = True
 ) -> AsyncIterator[Settings]:
-    """Async form of started(): the blocking start and stop run in a worker thread."""
+    """Async form of started(). PostgreSQL starts in a worker thread. The broker starts on
+    this thread: it is tied to its parent by PR_SET_PDEATHSIG, which Linux sends when the
+    *thread* that forked it exits, and anyio retires idle worker threads after 10 s, which
+    took the broker down in the middle of a quiet `run all`. The loop thread lives as long as
+    the process does."""
+    refuse_in_production(settings, database=database, broker=broker)
     stack = contextlib.ExitStack()
     resolved = await anyio.to_thread.run_sync(
-        lambda: stack.enter_context(started(settings, database=database, broker=broker))
+        lambda: stack.enter_context(started(settings, database=database, broker=False))
     )
+    try:
+        # Blocks the loop for the broker's start (well under a second), before roles run.
+        resolved = stack.enter_context(started(resolved, database=False, broker=broker))
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(stack.close)
+        raise
     try:
         yield resolved
     finally:

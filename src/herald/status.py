@@ -51,6 +51,9 @@ _DELIVERED = (RecipientStatus.DELIVERED, RecipientStatus.READ)
 @dataclass(kw_only=True)
 class FoldResult:
     orphans: set[tuple[str, int]] = field(default_factory=set)
+    # Events whose channel is not their attempt's (a callback of one provider naming an
+    # attempt another channel made): never folded.
+    mismatched: list[StatusEvent] = field(default_factory=list)
     parked: int = 0
     fallbacks_due: int = 0
 
@@ -87,6 +90,12 @@ class StatusFolder:
                 }
                 for record in bad.values():
                     await self.dead_letter.send(record, "unknown_recipient: no such recipient")
+            if result.mismatched:
+                wrong = {_attempt_key(e) for e in result.mismatched}
+                for record in {id(r): r for r, e in events if _attempt_key(e) in wrong}.values():
+                    await self.dead_letter.send(
+                        record, "channel_mismatch: the callback's channel is not its attempt's"
+                    )
         return True
 
     async def fold(self, events: Sequence[StatusEvent]) -> FoldResult:
@@ -101,6 +110,8 @@ class StatusFolder:
         # dict lookups, no objects per event beyond the events themselves.
         async with self.pool.acquire() as conn, conn.transaction():
             events = await self._resolve(conn, events, result)
+            chains = await self._chains_of(conn, {e.campaign_id for e in events})
+            events = _own_channel(events, chains, result)
             by_recipient: dict[tuple[str, int], list[StatusEvent]] = {}
             by_attempt: dict[tuple[str, int, int], list[StatusEvent]] = {}
             for event in events:
@@ -117,7 +128,6 @@ class StatusFolder:
                         by_attempt[akey] = [event]
                     else:
                         group.append(event)
-            chains = await self._chains_of(conn, {k[0] for k in by_recipient})
             lengths = {cid: len(steps) for cid, steps in chains.items()}
 
             current = await recipients.lock_states(conn, by_recipient)
@@ -182,6 +192,9 @@ class StatusFolder:
             if found is None:
                 to_park.append((event.provider_message_id or "", to_wire(event)))
                 continue
+            if event.channel and event.channel != found.channel:
+                result.mismatched.append(event)
+                continue
             kept.append(
                 event._replace(
                     campaign_id=found.campaign_id,
@@ -207,6 +220,28 @@ class StatusFolder:
 
 
 _OWN_SOURCES = frozenset({"worker", "sweeper"})
+
+
+def _attempt_key(event: StatusEvent) -> tuple[str, int, int, str | None]:
+    return (event.campaign_id, event.recipient_id, event.attempt, event.provider_message_id)
+
+
+def _own_channel(
+    events: list[StatusEvent], chains: dict[str, tuple[Channel, ...]], result: FoldResult
+) -> list[StatusEvent]:
+    """Events whose channel is the one their attempt used: attempt n of a campaign is the
+    n-th channel of its chain. Anything else (a WhatsApp `read` naming an SMS attempt) is set
+    aside in result.mismatched."""
+    kept = []
+    for event in events:
+        steps = chains.get(event.campaign_id)
+        n = event.attempt
+        if steps is not None and n > 0 and (n > len(steps) or steps[n - 1].value != event.channel):
+            result.mismatched.append(event)
+        else:
+            kept.append(event)
+    return kept
+
 
 T = TypeVar("T")
 U = TypeVar("U")

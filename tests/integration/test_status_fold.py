@@ -244,3 +244,44 @@ async def test_orphans_and_parked(pg_url: str) -> None:
         assert counters is not None and (counters.sent, counters.delivered) == (1, 1)
     finally:
         await pool.close()
+
+
+async def test_a_callback_moves_only_an_attempt_of_its_own_channel(pg_url: str) -> None:
+    pool = await db.create_pool(pg_url)
+    try:
+        await _campaign(pool)
+        await pool.execute(
+            "UPDATE attempts SET provider_message_id = 'sms-pm' "
+            "WHERE campaign_id = $1 AND recipient_id = 2 AND attempt_no = 3",
+            CAMPAIGN,
+        )
+
+        def ev(channel: str, rid: int, attempt: int, pm: str | None = None) -> StatusEvent:
+            return StatusEvent(
+                campaign_id=CAMPAIGN if attempt else "",
+                recipient_id=rid if attempt else 0,
+                attempt=attempt,
+                channel=channel,
+                status=S.READ,
+                occurred_at_ms=0,
+                source=channel,
+                provider_message_id=pm,
+                accepted=True,
+            )
+
+        forged = [
+            ev("whatsapp", 1, 3),  # attempt 3 of this chain is SMS
+            ev("email", 1, 1),  # attempt 1 is WhatsApp
+            ev("rcs", 1, 4),  # the chain has three steps
+            ev("whatsapp", 0, 0, "sms-pm"),  # names an SMS attempt by its provider id
+        ]
+        folder = StatusFolder(pool=pool, dead_letter=_NoDeadLetters())  # type: ignore[arg-type]
+        result = await folder.fold([*forged, ev("whatsapp", 3, 1)])
+        assert sorted(result.mismatched) == sorted(forged)
+        rows = await pool.fetch(
+            "SELECT id, status FROM recipients WHERE campaign_id = $1 AND id <= 3 ORDER BY id",
+            CAMPAIGN,
+        )
+        assert [tuple(r.values()) for r in rows] == [(1, "queued"), (2, "queued"), (3, "read")]
+    finally:
+        await pool.close()

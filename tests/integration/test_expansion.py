@@ -186,3 +186,44 @@ async def test_failed_of_brings_back_only_that_campaigns_failed_recipients(pg_ur
         assert await _expand(pool, stolen) == 0
     finally:
         await pool.close()
+
+
+async def test_one_recipient_per_normalised_address(pg_url: str) -> None:
+    """Seven spellings of one number in an upstream event, and two contacts sharing a phone
+    (or, for an email campaign, an address in two cases), each reach one recipient."""
+    pool = await db.create_pool(pg_url)
+    try:
+        await accounts.ensure(pool, "a", "A", None)
+        async with pool.acquire() as conn:
+            first = await _contact(conn, "a", "+14155550101", tags=["t"])
+            await _contact(conn, "a", "+14155550101", tags=["t"])
+            await conn.execute(
+                "INSERT INTO contacts (account_id, email, tags) VALUES "
+                "('a', 'Ada@Example.com', '{m}'), ('a', 'ada@example.com', '{m}'), "
+                "('a', NULL, '{m}'), ('a', NULL, '{m}')"
+            )
+        spellings = [
+            "+14155550199",
+            "+1 415 555 0199",
+            "+1 (415) 555-0199",
+            "+1-415-555-0199",
+            "+1.415.555.0199",
+            " +14155550199 ",
+            "+1 415/555 0199",
+        ]
+        raw = campaign_event(campaign_id="c-d", account_id="a", mode=SendingMode.SMS, tags=["t"])
+        raw["audience"] = {"tags": ["t"], "destinations": [*spellings, "+1 415 555 0101"]}
+        assert await _expand(pool, raw) == 2
+        rows = await pool.fetch(
+            "SELECT contact_id, phone FROM recipients WHERE campaign_id = 'c-d'"
+        )
+        assert {(r["contact_id"], r["phone"]) for r in rows} == {
+            (first, "+14155550101"),
+            (None, "+14155550199"),
+        }
+        mail = campaign_event(campaign_id="c-m", account_id="a", mode=SendingMode.EMAIL, tags=["m"])
+        mail["audience"] = {"tags": ["m"]}
+        # One per address; the two contacts without one are each kept (skipped at send).
+        assert await _expand(pool, mail) == 3
+    finally:
+        await pool.close()

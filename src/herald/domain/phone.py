@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
+
+# What people type between the digits of a number; E.164 has none of it.
+_SEPARATORS = re.compile(r"[\s().\-/]")
 
 
 class InvalidPhone(ValueError):
@@ -21,6 +26,18 @@ def normalize_e164(raw: str) -> str:
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidPhone("impossible number for its country")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def canonical(raw: str) -> str:
+    """The address expansion deduplicates on, cheap enough for millions: a number given with
+    its country code, separators dropped (`+1 (415) 555-0100` is `+14155550100`, as E.164
+    formats it); anything else trimmed and as given (it is skipped as invalid at send)."""
+    text = raw.strip()
+    if text.startswith("+"):
+        digits = _SEPARATORS.sub("", text[1:])
+        if digits.isdigit():
+            return "+" + digits
+    return text
 
 
 def is_e164(raw: str) -> bool:

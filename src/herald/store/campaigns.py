@@ -9,7 +9,9 @@ from typing import Any
 
 import asyncpg
 
+from herald.domain.channels import Channel
 from herald.domain.events import CampaignConfirmed, variant_starts
+from herald.domain.phone import canonical
 from herald.domain.segments import Compiled
 from herald.domain.status import CounterDelta
 from herald.domain.work import BatchItem
@@ -59,6 +61,14 @@ async def claim_due(conn: asyncpg.Connection) -> asyncpg.Record | None:
     return row
 
 
+def address_key(channels: Sequence[str]) -> str:
+    """The SQL expression over `contacts c` a campaign's audience is deduplicated on: one
+    recipient per phone number, or per lower-cased email for an email-only chain."""
+    if channels and all(str(c) == Channel.EMAIL.value for c in channels):
+        return "lower(c.email)"
+    return "c.phone"
+
+
 async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
     """Recipient rows and batches for the whole audience, in the caller's transaction."""
     audience = event.audience
@@ -68,14 +78,15 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
             conn, event.account_id, audience.segment_id, first_param=9
         )
     await conn.execute(sql("campaigns", "expansion_memory"))
+    query = sql("campaigns", "expand_recipients").replace("{segment_condition}", segment.sql)
     status = await conn.execute(
-        sql("campaigns", "expand_recipients").replace("{segment_condition}", segment.sql),
+        query.replace("{address}", address_key(event.channels)),
         event.campaign_id,
         event.account_id,
         list(_uuids(audience.contact_ids)),
         list(_uuids(audience.list_ids)),
         list(audience.tags),
-        list(audience.destinations),
+        [canonical(d) for d in audience.destinations],
         audience.failed_of,
         variant_starts(event.variants),
         *segment.params,

@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from herald.domain.phone import canonical
 from herald.domain.segments import Compiled
 from herald.store import campaigns, outbox
 from herald.store.queries import sql
@@ -131,13 +132,14 @@ async def goal(
 ) -> Goal:
     """Counts what expansion would create; `segment` must be compiled from parameter $8."""
     query = sql("drafts", "goal").replace("{segment}", segment.sql if segment else "FALSE")
+    query = query.replace("{address}", campaigns.address_key([channel]))
     row = await conn.fetchrow(
         query,
         account_id,
         list(contact_ids),
         list(list_ids),
         list(tags),
-        list(destinations),
+        [canonical(d) for d in destinations],
         channel,
         failed_of,
         *(segment.params if segment else ()),

@@ -23,8 +23,10 @@ FOR UPDATE SKIP LOCKED;
 -- variant's share of the slots 0..99 starts (NULL: no test), then the segment's parameters
 -- from $9. {segment_condition} is replaced by the segment's rules compiled to SQL over
 -- `contacts c` (domain/segments.py: placeholders only, never values).
--- Contacts from every source once; raw destinations once each and not again if a contact
--- in the audience has that phone. Ids are dense from 1 in a stable order; a recipient's
+-- Contacts from every source once, and one per address ({address}: the phone, or the
+-- lower-cased email for an email-only chain; contacts without one are each kept); raw
+-- destinations (canonical, domain/phone.canonical) once each and not again if a contact in
+-- the audience has that phone. Ids are dense from 1 in a stable order; a recipient's
 -- variant is the one whose share holds its slot id * 37 % 100 (domain/events.variant_of).
 WITH failed AS (
     SELECT r.id, r.contact_id, r.phone
@@ -43,8 +45,9 @@ WITH failed AS (
     UNION
     SELECT c.id FROM contacts c WHERE c.account_id = $2 AND ({segment_condition})
 ), audience AS (
-    SELECT c.id AS contact_id, c.phone, c.email
+    SELECT DISTINCT ON (coalesce({address}, c.id::text)) c.id AS contact_id, c.phone, c.email
     FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $2
+    ORDER BY coalesce({address}, c.id::text), c.id
 ), raw AS (
     SELECT DISTINCT ON (d) d AS phone, ord
     FROM (

@@ -64,8 +64,8 @@ WHERE account_id = $1 AND id = $2
 RETURNING goal_calculated_at;
 
 -- name: goal
--- Recipients the scheduler would create: contacts from every source once, then raw
--- destinations that no audience contact has. {segment} is a compiled segment condition
+-- Recipients the scheduler would create: contacts from every source once and one per
+-- {address} (as expand_recipients), then raw destinations that no audience contact has. {segment} is a compiled segment condition
 -- (or FALSE); its parameters follow $7. $6 is the channel opt-outs are counted for, $7 a
 -- campaign whose failed recipients are part of the audience.
 WITH failed AS (
@@ -85,7 +85,9 @@ WITH failed AS (
     UNION
     SELECT c.id FROM contacts c WHERE c.account_id = $1 AND ({segment})
 ), audience AS (
-    SELECT c.id, c.phone FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $1
+    SELECT DISTINCT ON (coalesce({address}, c.id::text)) c.id, c.phone
+    FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $1
+    ORDER BY coalesce({address}, c.id::text), c.id
 ), raw AS (
     SELECT d FROM unnest($5::text[]) AS d
     UNION

@@ -623,3 +623,31 @@ async def test_a_scheduled_campaign_can_change_or_go_until_it_starts(
     assert data(await alice.get(f"/v1/campaigns/{started}"))["status"] == "sending"
     error(await alice.put(f"/v1/campaigns/{started}", {"name": "x"}), 409, "campaign_not_editable")
     error(await alice.delete(f"/v1/campaigns/{started}"), 409, "campaign_not_deletable")
+
+
+async def test_schedules_are_checked_by_the_databases_clock(
+    alice: Caller, monkeypatch: Any
+) -> None:
+    """The API host's clock two hours behind: a time one hour in the past is still refused,
+    as the scheduler (which starts campaigns by PostgreSQL's now()) would start it at once."""
+
+    class Behind(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) - timedelta(hours=2)
+
+    import herald.api.campaign_spec
+    import herald.api.campaigns
+
+    monkeypatch.setattr(herald.api.campaigns, "datetime", Behind)
+    monkeypatch.setattr(herald.api.campaign_spec, "datetime", Behind, raising=False)
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    body = {"name": "x", "channel": "sms", "tags": ["a"], "body": "Hi", "scheduled_at": past}
+    error(await alice.post("/v1/campaigns", body), 422, "schedule_in_past")
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    made = data(await alice.post("/v1/campaigns", {**body, "scheduled_at": soon}), 201)
+    error(
+        await alice.put(f"/v1/campaigns/{made['id']}", {"scheduled_at": past}),
+        422,
+        "schedule_in_past",
+    )

@@ -206,7 +206,7 @@ def _draft(spec: CampaignIn) -> drafts.Draft:
 async def create_campaign(
     request: Request, body: CampaignIn, account: Account, pool: Pool
 ) -> dict[str, Any]:
-    check_schedule(body, datetime.now(UTC))
+    check_schedule(body, await drafts.database_now(pool))
     campaign_id = str(uuid.uuid4())
     await drafts.insert(pool, account, campaign_id, _draft(body))
     return ok(request, campaign_out(await existing(pool, account, campaign_id), config_of(request)))
@@ -331,7 +331,7 @@ async def update_campaign(
         merged.pop("sending_mode", None)
     merged = {k: v for k, v in merged.items() if v is not None}
     spec = parse_spec(merged)
-    check_schedule(spec, datetime.now(UTC))
+    check_schedule(spec, await drafts.database_now(pool))
     if current["status"] == "draft":
         if not await drafts.update(pool, account, campaign_id, _draft(spec)):
             raise not_editable(await existing(pool, account, campaign_id))
@@ -407,7 +407,7 @@ async def confirmed_event(
         campaign_id=campaign_id,
         account_id=account,
         templates=await templates_of(conn, account, spec),
-        now=datetime.now(UTC),
+        now=await drafts.database_now(conn),
     )
 
 

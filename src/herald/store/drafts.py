@@ -249,3 +249,10 @@ async def delete_scheduled(conn: asyncpg.Connection, account_id: str, campaign_i
     if await conn.fetchval(sql("drafts", "cancel"), account_id, campaign_id, ["scheduled"]) is None:
         return False
     return await conn.fetchval(sql("drafts", "mark_deleted"), account_id, campaign_id) is not None
+
+
+async def database_now(conn: Conn) -> datetime:
+    """PostgreSQL's clock, which the scheduler starts campaigns by; an API host's own clock
+    may be off by hours."""
+    now: datetime = await conn.fetchval(sql("drafts", "database_now"))
+    return now

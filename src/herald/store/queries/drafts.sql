@@ -191,3 +191,7 @@ RETURNING id;
 UPDATE campaign_drafts SET deleted_at = now(), updated_at = now()
 WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL
 RETURNING id;
+
+-- name: database_now
+-- The one clock schedules are checked against: the scheduler starts campaigns by now() too.
+SELECT now();

@@ -85,14 +85,16 @@ FROM attempts WHERE provider_message_id = ANY ($1::text[]);
 -- name: expired_windows
 -- Accepted attempts of open recipients with no delivery inside the campaign's fallback
 -- window: the chain goes on, or on its last channel the recipient fails (no report came).
--- Claimed so one sweeper handles each.
+-- In every live status: a paused campaign's hand-overs wait for resume, a cancelled one's
+-- end cancelled, and neither leaves recipients `sent` forever. Claimed so one sweeper
+-- handles each.
 SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.channel, a.provider, r.phone,
        cardinality(string_to_array(c.sending_mode, '_')) AS chain_length
 FROM attempts a
 JOIN campaigns c ON c.id = a.campaign_id
 JOIN recipients r ON r.campaign_id = a.campaign_id AND r.id = a.recipient_id
 WHERE a.status = 'sent' AND a.window_expired_at IS NULL
-  AND c.status = 'sending'
+  AND c.status IN ('sending', 'paused', 'cancelled')
   AND a.created_at < now() - make_interval(secs => c.fallback_window_s)
   AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped', 'cancelled')
 ORDER BY a.created_at

@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from herald.embedded import _die_with_parent
 from herald.settings import Settings
 
+# A stopped child's interpreter shutting down, past its drain and final flush.
+EXIT_S = 5.0
+
 
 class ChildRole:
     def __init__(self, settings: Settings, roles: list[str]) -> None:
@@ -32,7 +35,13 @@ class ChildRole:
             preexec_fn=_die_with_parent if os.name == "posix" else None,
         )
 
-    def stop(self, timeout_s: float = 30.0) -> int | None:
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL past timeout_s: by default the drain and the final flush the
+        child promises to stay within, plus a little for the interpreter to exit."""
+        if timeout_s is None:
+            timeout_s = (
+                self.settings.drain_timeout_s + self.settings.shutdown_flush_timeout_s + EXIT_S
+            )
         process, self._process = self._process, None
         if process is None:
             return None

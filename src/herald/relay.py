@@ -10,6 +10,7 @@ though then two rows of one key may reach Kafka in either order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,6 +18,7 @@ import anyio
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from herald import loops
 from herald.bus import codec
 from herald.settings import Settings
 from herald.store import outbox
@@ -28,7 +30,6 @@ DEFAULT_BATCH = 100
 DEFAULT_POLL_S = 0.2
 DEFAULT_RETENTION_S = 7 * 24 * 3600
 PURGE_EVERY_S = 600.0
-ERROR_BACKOFF_S = 1.0
 
 
 class Relay:
@@ -51,23 +52,19 @@ class Relay:
         self.published = 0
 
     async def run(self, stop: anyio.Event) -> None:
-        """Publish until `stop` is set; a round in flight finishes first."""
+        """Publish until `stop` is set; a round in flight finishes first. A round that fails on
+        Kafka or PostgreSQL marked nothing, so its rows come again after a backoff."""
         purged_at = time.monotonic()
-        while not stop.is_set():
-            try:
-                sent = await self.publish_once()
-            except Exception as exc:
-                # Kafka or PostgreSQL is away: nothing was marked, so the rows come again.
-                log.warning("outbox relay round failed: %s", exc, extra={"event": "relay_failed"})
-                with anyio.move_on_after(ERROR_BACKOFF_S):
-                    await stop.wait()
-                continue
+
+        async def round_() -> bool:
+            nonlocal purged_at
+            sent = await self.publish_once()
             if time.monotonic() - purged_at > PURGE_EVERY_S:
                 purged_at = time.monotonic()
                 await self._purge()
-            if sent < self.batch:
-                with anyio.move_on_after(self.poll_s):
-                    await stop.wait()
+            return sent >= self.batch
+
+        await loops.every("outbox relay", self.poll_s, round_, stop)
 
     async def publish_once(self) -> int:
         """One round: the number of rows published."""
@@ -81,8 +78,8 @@ class Relay:
                 )
                 for m in messages
             ]
-            for ack in acks:
-                await ack
+            # gather: one failed ack fails the round, and the others' errors are retrieved.
+            await asyncio.gather(*acks)
             await outbox.mark_published(conn, [m.id for m in messages])
         self.published += len(messages)
         log.info("outbox published %d", len(messages), extra={"event": "outbox_published"})

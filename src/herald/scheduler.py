@@ -9,6 +9,7 @@ published. A crash anywhere repeats a step whose effect is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ import anyio
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from herald import metrics
+from herald import loops, metrics
 from herald.bus import codec
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_DISPATCH_BATCHES
@@ -25,7 +26,7 @@ from herald.domain.events import EventError, parse_campaign_confirmed
 from herald.domain.work import batch_to_wire
 from herald.settings import Settings
 from herald.store import campaigns
-from herald.store.db import LOOP_ERRORS, TRANSIENT, translate
+from herald.store.db import TRANSIENT, translate
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +73,17 @@ class Scheduler:
         return True
 
     async def tick_forever(self, stop: anyio.Event) -> None:
-        """Expand due campaigns and publish due batches until stopped."""
-        while not stop.is_set():
-            try:
-                busy = await self.tick()
-            except LOOP_ERRORS as exc:
-                log.warning("scheduler tick failed: %s", exc, extra={"event": "tick_failed"})
-                busy = False
-            if busy:
-                continue
-            with anyio.move_on_after(self.settings.scheduler_poll_s):
-                await _first(stop, self._wake)
-            self._wake = anyio.Event()
+        """Expand due campaigns and publish due batches until stopped. A tick that fails on
+        PostgreSQL or Kafka (a broker that stopped answering) is retried after a backoff;
+        the batches it did not mark published are published then."""
+        await loops.every(
+            "scheduler tick", self.settings.scheduler_poll_s, self.tick, stop, lambda: self._wake
+        )
 
     async def tick(self) -> bool:
         """One round; True when there may be more work right away."""
+        # A fresh wake event first, so a campaign received meanwhile wakes the next round.
+        self._wake = anyio.Event()
         expanded = await self.expand_one()
         published = await self.publish_due()
         return expanded or published >= PUBLISH_LIMIT
@@ -134,22 +131,11 @@ class Scheduler:
                 waits.append(
                     await self.producer.send(topic, value, key=codec.key(batch.account_id))
                 )
-            for wait in waits:
-                await wait
+            # gather: one failed ack fails the round, and the others' errors are retrieved.
+            await asyncio.gather(*waits)
             by_campaign: dict[str, list[int]] = {}
             for batch in due:
                 by_campaign.setdefault(batch.campaign_id, []).append(batch.batch_no)
             for campaign_id, numbers in by_campaign.items():
                 await campaigns.mark_published(conn, campaign_id, numbers)
         return len(due)
-
-
-async def _first(*events: anyio.Event) -> None:
-    async with anyio.create_task_group() as tg:
-
-        async def wait(event: anyio.Event) -> None:
-            await event.wait()
-            tg.cancel_scope.cancel()
-
-        for event in events:
-            tg.start_soon(wait, event)

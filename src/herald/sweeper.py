@@ -19,11 +19,13 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from herald import loops
 from herald.bus import codec
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_DISPATCH_BATCHES, TOPIC_STATUS_EVENTS
@@ -41,7 +43,6 @@ from herald.providers.directory import Directory
 from herald.settings import Settings
 from herald.status import StatusFolder
 from herald.store import attempts, parked, recipients
-from herald.store.db import LOOP_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -150,23 +151,18 @@ async def every(
     stop: anyio.Event,
     wake: Callable[[], anyio.Event] | None = None,
 ) -> None:
-    """Run step until stopped: again at once while it finds work, else after interval_s
-    or when woken."""
-    while not stop.is_set():
-        try:
-            busy = await step() >= CLAIM_LIMIT
-        except LOOP_ERRORS as exc:
-            log.warning("sweep failed: %s", exc, extra={"event": "sweep_failed"})
-            busy = False
-        if busy:
-            continue
-        with anyio.move_on_after(interval_s):
-            async with anyio.create_task_group() as tg:
+    """Run step until stopped: again at once while it finds a full claim, else after
+    interval_s or when woken. A round that fails on PostgreSQL or Kafka is logged and tried
+    again after a backoff (loops.every)."""
 
-                async def until(event: anyio.Event) -> None:
-                    await event.wait()
-                    tg.cancel_scope.cancel()
+    async def busy() -> bool:
+        return await step() >= CLAIM_LIMIT
 
-                tg.start_soon(until, stop)
-                if wake is not None:
-                    tg.start_soon(until, wake())
+    await loops.every(_name(step), interval_s, busy, stop, wake)
+
+
+def _name(step: Callable[..., object]) -> str:
+    """The sweep's name for log lines: the method or function a partial wraps."""
+    while isinstance(step, partial):
+        step = step.func
+    return f"sweep {getattr(step, '__name__', 'step').lstrip('_')}"

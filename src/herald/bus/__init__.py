@@ -1,1 +1,2 @@
-"""Kafka through aiokafka: topics, codec, producer, and the consumer loop with a graceful drain."""
+"""Kafka through aiokafka: connection settings (client), topics, codec, producer, and the
+consumer loop with a graceful drain."""

@@ -4,20 +4,28 @@ and a graceful drain on stop.
 A handler gets one partition's records and returns True when all of them are durable; only
 then is the offset committed. A handler that returns False (it saw the stop event) leaves the
 offset where it was, so the records come back after a restart or a rebalance and are resumed.
+
+A broker outage never ends the loop: the consumer waits for the broker at start (within
+HERALD_STARTUP_TIMEOUT_S), a poll, commit or handler that fails on it is retried after a
+pause, and the final close takes at most its share of HERALD_SHUTDOWN_FLUSH_TIMEOUT_S.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import anyio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
 
-from herald import metrics
+from herald import metrics, retry
+from herald.bus import client
+from herald.bus.producer import ABANDON_S, CLOSE_SHARE
 from herald.constants import HEADER_DLQ_REASON, TOPIC_DEAD_LETTER
 from herald.settings import Settings
 from herald.store.db import TRANSIENT, UNAVAILABLE, StoreError
@@ -29,6 +37,10 @@ Handler = Callable[[TopicPartition, Sequence[ConsumerRecord]], Awaitable[bool]]
 # A handler that fails this many times in a row on the same records dead-letters them, so a
 # bug or a poison record never blocks its partition.
 MAX_HANDLER_FAILURES = 3
+
+# Retrying a handler or a poll after a failure: quick at first, then every few seconds; full
+# jitter keeps many consumers from retrying a recovering database in step.
+RETRY: Final = retry.Backoff(first_s=0.4, cap_s=5.0, jitter=1.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,28 +94,52 @@ async def consume(
     max_records: int = 500,
     ready: anyio.Event | None = None,
 ) -> None:
-    consumer = AIOKafkaConsumer(
-        settings.topic(topic),
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.topic(group_id),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_interval_ms=300_000,
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 10),
-        fetch_max_wait_ms=100,
+    kwargs = client.connection_kwargs(settings)
+
+    async def start() -> AIOKafkaConsumer:
+        # A consumer starts once (aiokafka refuses a second start): a new one per attempt.
+        consumer = AIOKafkaConsumer(
+            settings.topic(topic),
+            **kwargs,
+            group_id=settings.topic(group_id),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 10),
+            fetch_max_wait_ms=100,
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            await close(consumer, ABANDON_S)
+            raise
+        return consumer
+
+    consumer = await retry.until_up(
+        client.DEPENDENCY,
+        start,
+        timeout_s=settings.startup_timeout_s,
+        transient=client.transient,
+        where=settings.kafka_bootstrap,
     )
-    await consumer.start()
     if ready is not None:
         ready.set()
     busy: set[TopicPartition] = set()
+    failures = 0
     try:
         async with anyio.create_task_group() as tg:
             # The poll loop never waits for a handler: partitions being handled are paused, so
             # getmany keeps the member alive (aiokafka's max_poll_interval_ms counts the time
             # between polls) while other partitions (other accounts) go on in parallel.
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
+                try:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
+                except client.ERRORS as exc:
+                    failures += 1
+                    await _pause("poll", exc, failures, stop)
+                    continue
+                failures = 0
                 for tp, records in batches.items():
                     if tp in busy:
                         # Reassigned to us while still being handled: read again afterwards.
@@ -113,8 +149,64 @@ async def consume(
                     busy.add(tp)
                     tg.start_soon(_process, consumer, tp, records, handler, dead_letter, stop, busy)
     finally:
-        with anyio.CancelScope(shield=True):
+        await close(consumer, settings.shutdown_flush_timeout_s * CLOSE_SHARE)
+
+
+async def close(consumer: AIOKafkaConsumer, timeout_s: float) -> None:
+    """Leave the group and close within timeout_s, even when cancelled; past it, abandon the
+    consumer: its partitions move after the session timeout instead, and what it did not
+    commit is redelivered."""
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(timeout_s):
             await consumer.stop()
+            return
+        log.warning(
+            "consumer close abandoned after %.1f s",
+            timeout_s,
+            extra={"event": "consumer_close_abandoned"},
+        )
+        await _abandon(consumer)
+
+
+async def _abandon(consumer: AIOKafkaConsumer) -> None:
+    # aiokafka 0.14's stop() waits on the broker (leaving the group) with nothing to bound it:
+    # close the sockets so pending requests fail at once, then cancel the background tasks.
+    coordinator = getattr(consumer, "_coordinator", None)
+    fetcher = getattr(consumer, "_fetcher", None)
+    with anyio.move_on_after(ABANDON_S):
+        with contextlib.suppress(Exception):
+            await consumer._client.close()
+        tasks = [
+            getattr(owner, name, None)
+            for owner, name in (
+                (coordinator, "_coordination_task"),
+                (coordinator, "_heartbeat_task"),
+                (coordinator, "_commit_refresh_task"),
+                (coordinator, "_reset_committed_task"),
+                (fetcher, "_fetch_task"),
+            )
+        ]
+        pending = [t for t in tasks if isinstance(t, asyncio.Task) and not t.done()]
+        while pending:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.05)
+            pending = [t for t in pending if not t.done()]
+
+
+async def _pause(what: str, exc: BaseException, failures: int, stop: anyio.Event) -> None:
+    """Log one line (the error class, no traceback: the cause is outside herald) and wait a
+    backoff, or until stop."""
+    delay_s = retry.delay_s(RETRY, failures, random.uniform(0, 1))
+    log.warning(
+        "consumer %s failed (%s); again in %.1f s",
+        what,
+        retry.one_line(exc),
+        delay_s,
+        extra={"event": "consumer_retry", "error": type(exc).__name__},
+    )
+    with anyio.move_on_after(delay_s):
+        await stop.wait()
 
 
 async def _process(
@@ -127,7 +219,17 @@ async def _process(
     busy: set[TopicPartition],
 ) -> None:
     try:
-        done = await _handle(tp, records, handler, dead_letter, stop)
+        try:
+            done = await _handle(tp, records, handler, dead_letter, stop)
+        except client.ERRORS as exc:
+            # Dead-lettering failed on the broker: leave the offset, the records come again.
+            log.warning(
+                "records of %s left for later: %s",
+                tp,
+                retry.one_line(exc),
+                extra={"event": "records_deferred", "error": type(exc).__name__},
+            )
+            done = False
         if not done:
             if tp in consumer.assignment():
                 consumer.seek(tp, records[0].offset)
@@ -137,9 +239,14 @@ async def _process(
         )
         try:
             await consumer.commit({tp: records[-1].offset + 1})
-        except (CommitFailedError, KafkaError) as exc:
-            # The partition moved to another member mid-batch; it resumes there.
-            log.warning("commit failed: %s", exc, extra={"event": "commit_failed"})
+        except client.ERRORS as exc:
+            # The partition moved to another member mid-batch, or the broker is away: the
+            # records come again, here or there, and their handlers deduplicate.
+            log.warning(
+                "commit failed: %s",
+                retry.one_line(exc),
+                extra={"event": "commit_failed", "error": type(exc).__name__},
+            )
     finally:
         busy.discard(tp)
         if tp in consumer.assignment():
@@ -154,7 +261,9 @@ async def _handle(
     stop: anyio.Event,
 ) -> bool:
     failures = 0
+    rounds = 0  # every retry, counted or not: the pause grows with it
     while True:
+        rounds += 1
         try:
             return await handler(tp, records)
         except StoreError as exc:
@@ -170,6 +279,11 @@ async def _handle(
             failures += 1
             reason = f"store: {type(exc).__name__}: {exc}"
             log.warning("retrying after %s", reason, extra={"event": "handler_retry"})
+        except client.ERRORS as exc:
+            # The broker is away or slow (a publish timed out): an outage, not a poison
+            # record, so uncounted, like an unavailable database.
+            reason = f"kafka: {type(exc).__name__}"
+            log.warning("retrying after %s", retry.one_line(exc), extra={"event": "handler_retry"})
         except Exception as exc:
             failures += 1
             reason = f"handler: {type(exc).__name__}: {exc}"
@@ -184,7 +298,7 @@ async def _handle(
                 if not await _handle(tp, [record], handler, dead_letter, stop):
                     return False
             return True
+        with anyio.move_on_after(retry.delay_s(RETRY, rounds, random.uniform(0, 1))):
+            await stop.wait()
         if stop.is_set():
             return False
-        # Full jitter keeps many consumers from retrying a recovering database in step.
-        await anyio.sleep(random.uniform(0, min(5.0, 0.2 * 2**failures)))

@@ -1,15 +1,33 @@
-"""Connection pool and the translation of driver errors into herald's own."""
+"""Connection pool and the translation of driver errors into herald's own.
+
+The pool waits for PostgreSQL at start (a role started during an outage retries within
+HERALD_STARTUP_TIMEOUT_S instead of crash-looping), answers a readiness ping, and closes within
+a bound even when the server hangs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import asyncpg
 import orjson
 
+from herald.errors import HeraldError, Unreachable
+from herald.retry import until_up
+from herald.store.queries import sql
 
-class StoreError(RuntimeError):
+DEPENDENCY: Final = "postgres"
+PING_TIMEOUT_S: Final = 2.0
+# Closing sends each connection a goodbye and waits for none; past this, a connection still
+# held (a hung query) is cut.
+CLOSE_TIMEOUT_S: Final = 2.0
+
+
+class StoreError(HeraldError, RuntimeError):
     """PostgreSQL could not do what was asked; retryable tells the caller whether to try again."""
 
     def __init__(self, message: str, *, retryable: bool) -> None:
@@ -63,21 +81,100 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    try:
-        pool = await asyncpg.create_pool(
+# A server starting, restarting, out of connections or not reachable yet: waiting may help.
+# A refused password or a missing database is raised at once.
+_STARTING: tuple[type[BaseException], ...] = (
+    *UNAVAILABLE,
+    asyncpg.exceptions.TooManyConnectionsError,
+    TimeoutError,
+)
+
+
+def _starting(exc: BaseException) -> bool:
+    return isinstance(exc, _STARTING)
+
+
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, startup_timeout_s: float = 0.0
+) -> asyncpg.Pool:
+    """A pool with one connection open; waits up to startup_timeout_s for the server (retrying
+    with backoff), then raises herald.errors.Unreachable. Other failures become StoreError."""
+
+    async def connect() -> asyncpg.Pool:
+        created = await asyncpg.create_pool(
             url, min_size=min_size, max_size=max_size, init=_init_connection
         )
-    except Exception as exc:
+        assert created is not None
+        return created
+
+    try:
+        return await until_up(
+            DEPENDENCY,
+            connect,
+            timeout_s=startup_timeout_s,
+            transient=_starting,
+            where=where(url),
+        )
+    except Unreachable:
+        raise  # a ConnectionError too: not one for translate()
+    except (asyncpg.PostgresError, *TRANSIENT) as exc:
         raise translate(exc) from exc
-    assert pool is not None
-    return pool
 
 
 @asynccontextmanager
-async def pool(url: str, *, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(url, max_size=max_size)
+async def pool(
+    url: str,
+    *,
+    max_size: int = 10,
+    startup_timeout_s: float = 0.0,
+    close_timeout_s: float = CLOSE_TIMEOUT_S,
+) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(url, max_size=max_size, startup_timeout_s=startup_timeout_s)
     try:
         yield p
     finally:
-        await p.close()
+        await close(p, close_timeout_s)
+
+
+async def close(p: asyncpg.Pool, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close gracefully within timeout_s, even when cancelled; past it, cut the connections."""
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(timeout_s):
+            await p.close()
+            return
+        p.terminate()
+
+
+async def ping(p: asyncpg.Pool, timeout_s: float = PING_TIMEOUT_S) -> None:
+    """Returns once PostgreSQL answers a trivial query through the pool within timeout_s;
+    raises TimeoutError or the driver's error otherwise. A readiness check."""
+    conn: asyncpg.Connection | None = None
+    try:
+        with anyio.fail_after(timeout_s):
+            conn = await p.acquire()
+            await conn.fetchval(sql("db", "ping"))
+    except BaseException:
+        if conn is not None:
+            # It did not answer in time: cut it rather than give it back for reuse (the
+            # pool's reset on release would wait on the same silent server).
+            conn.terminate()
+        raise
+    finally:
+        if conn is not None:
+            # Shielded so that a cancelled check still gives its connection back; bounded, as
+            # the reset on release asks the server, which may have stopped answering just now
+            # (asyncpg cuts the connection when the reset times out).
+            with anyio.CancelScope(shield=True):
+                await p.release(conn, timeout=timeout_s)
+
+
+def where(url: str) -> str:
+    """host:port/database of a PostgreSQL URL, without its credentials: for log lines."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or parse_qs(parts.query).get("host", [""])[0] or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "(unreadable URL)"
+    database = parts.path.lstrip("/")
+    return f"{host}:{port}/{database}" if database else f"{host}:{port}"

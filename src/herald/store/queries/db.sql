@@ -1,0 +1,3 @@
+-- name: ping
+-- A readiness check: the server answers, through the pool.
+SELECT 1;

@@ -14,7 +14,9 @@ from typing import Any
 import anyio
 
 from herald import embedded, health, logs, preflight, runner
+from herald.bus.client import connection_kwargs
 from herald.domain.channels import SendingMode
+from herald.errors import HeraldError
 from herald.settings import DEVELOPMENT_PROFILE, PRODUCTION, Settings, SettingsError, describe
 
 log = logging.getLogger("herald")
@@ -143,17 +145,28 @@ def _run(fn: Callable[..., Awaitable[int]], *args: Any) -> int:
         return anyio.run(fn, *args, backend_options={"use_uvloop": True})
     except KeyboardInterrupt:
         return 130
-    except (embedded.EmbeddedError, OSError) as exc:
+    except (HeraldError, OSError) as exc:
         print(f"herald: {exc}", file=sys.stderr)
         return 2
     except BaseExceptionGroup as group:
         # Typically a port another process holds: say which, without a traceback.
-        wanted, rest = group.split((embedded.EmbeddedError, OSError))
+        wanted, rest = group.split((HeraldError, OSError))
         if wanted is None or rest is not None:
             raise
-        for inner in wanted.exceptions:
+        for inner in _leaves(wanted):
             print(f"herald: {inner}", file=sys.stderr)
         return 2
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions of a group, nested groups flattened (task groups nest them)."""
+    found: list[BaseException] = []
+    for inner in group.exceptions:
+        if isinstance(inner, BaseExceptionGroup):
+            found.extend(_leaves(inner))
+        else:
+            found.append(inner)
+    return found
 
 
 async def _migrate(settings: Settings) -> int:
@@ -169,6 +182,8 @@ async def _serve(settings: Settings, roles: frozenset[str]) -> int:
     if refused is not None:
         print(f"herald: {refused}", file=sys.stderr)
         return 2
+    if needs.kafka and settings.kafka_bootstrap:
+        connection_kwargs(settings)  # a TLS/SASL combination that cannot work: one line
     for warning in preflight.check(settings).warnings():
         log.warning(warning, extra={"event": "channel_disabled"})
     if not settings.kafka_bootstrap and needs.kafka and roles != frozenset(runner.ROLES):
@@ -180,11 +195,11 @@ async def _serve(settings: Settings, roles: frozenset[str]) -> int:
     async with embedded.running(settings, database=needs.database, broker=needs.kafka) as resolved:
         stop, ready = anyio.Event(), anyio.Event()
         async with (
-            health.serving(resolved, ready=ready, stop=stop),
+            health.serving(resolved, ready=ready, stop=stop) as probes,
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(_stop_on_signal, stop)
-            await runner.run_roles(resolved, roles, stop, ready)
+            await runner.run_roles(resolved, roles, stop, ready, health=probes)
             tg.cancel_scope.cancel()
     return 0
 

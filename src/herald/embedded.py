@@ -21,6 +21,7 @@ from pathlib import Path
 
 import anyio
 
+from herald.errors import HeraldError
 from herald.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ _PR_SET_PDEATHSIG = 1
 STARTS = 3
 
 
-class EmbeddedError(RuntimeError):
+class EmbeddedError(HeraldError, RuntimeError):
     pass
 
 

@@ -8,15 +8,20 @@ flushes and the pool closes, all within HERALD_DRAIN_TIMEOUT_S.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Final
 
 import anyio
 
+from herald import health as health_names
 from herald import roles as registry
 from herald.bus.consumer import DeadLetter, consume
+from herald.bus.producer import ping as kafka_ping
 from herald.bus.producer import producer as kafka_producer
 from herald.bus.topics import ensure_topics
+from herald.health import Health
 from herald.roles import Context, Needs, Parts, RoleError
 from herald.settings import Settings
 from herald.store import db, migrations
@@ -55,7 +60,12 @@ def refusal(settings: Settings, roles: frozenset[str]) -> str | None:
 
 
 async def migrate(settings: Settings) -> list[str]:
-    async with db.pool(settings.database_url, max_size=1) as pool, pool.acquire() as conn:
+    async with (
+        db.pool(
+            settings.database_url, max_size=1, startup_timeout_s=settings.startup_timeout_s
+        ) as pool,
+        pool.acquire() as conn,
+    ):
         return await migrations.migrate(conn)
 
 
@@ -66,7 +76,10 @@ async def run_roles(
     ready: anyio.Event | None = None,
     *,
     apply_migrations: bool = True,
+    health: Health | None = None,
 ) -> None:
+    """Runs the roles until `stop`. `health`, when given, watches what they need: PostgreSQL
+    for the roles that use it, Kafka for the consumers and the ingress."""
     # Imported before anything is opened, so a role this install cannot run fails first.
     setups = {name: registry.load(name) for name in sorted(roles)}
     need = registry.needs(roles)
@@ -74,16 +87,16 @@ async def run_roles(
     stack = AsyncExitStack()
     try:
         ctx = Context(settings=settings, stop=stop, stack=stack)
-        if need.database:
-            if apply_migrations:
-                await migrate(settings)
-            ctx.pool = await stack.enter_async_context(
-                db.pool(settings.database_url, max_size=max(4, len(roles) * 4))
-            )
-        if need.kafka:
-            await ensure_topics(settings)
-            ctx.producer = await stack.enter_async_context(kafka_producer(settings))
-            ctx.dead_letter = DeadLetter(settings=settings, producer=ctx.producer)
+        # Waiting for a dependency at start (up to startup_timeout_s) ends on SIGTERM too.
+        if not await _unless_stopped(
+            stop, partial(_open, ctx, need, len(roles), apply_migrations=apply_migrations)
+        ):
+            return
+        if health is not None:
+            if ctx.pool is not None:
+                health.watch(health_names.POSTGRES, partial(db.ping, ctx.pool))
+            if ctx.producer is not None:
+                health.watch(health_names.KAFKA, partial(kafka_ping, ctx.producer))
         parts = [await setup(ctx) for setup in setups.values()]
         async with anyio.create_task_group() as tg:
             started = [_start(tg, ctx, part) for part in parts]
@@ -99,6 +112,38 @@ async def run_roles(
         with anyio.CancelScope(shield=True):
             await stack.aclose()
         log.info("roles stopped", extra={"event": "stopped"})
+
+
+async def _open(ctx: Context, need: Needs, roles: int, *, apply_migrations: bool) -> None:
+    settings = ctx.settings
+    if need.database:
+        if apply_migrations:
+            await migrate(settings)
+        ctx.pool = await ctx.stack.enter_async_context(
+            db.pool(
+                settings.database_url,
+                max_size=max(4, roles * 4),
+                startup_timeout_s=settings.startup_timeout_s,
+            )
+        )
+    if need.kafka:
+        await ensure_topics(settings)
+        ctx.producer = await ctx.stack.enter_async_context(kafka_producer(settings))
+        ctx.dead_letter = DeadLetter(settings=settings, producer=ctx.producer)
+
+
+async def _unless_stopped(stop: anyio.Event, step: Callable[[], Awaitable[None]]) -> bool:
+    """Runs step, cancelled if `stop` is set first; True when it ran to its end."""
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            await stop.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        await step()
+        tg.cancel_scope.cancel()
+    return not stop.is_set()
 
 
 def _start(tg: anyio.abc.TaskGroup, ctx: Context, part: Parts) -> list[anyio.Event]:

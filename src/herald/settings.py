@@ -11,8 +11,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from herald.errors import HeraldError
 
-class SettingsError(ValueError):
+
+class SettingsError(HeraldError, ValueError):
     """A HERALD_* variable has a value herald cannot use."""
 
 

@@ -251,10 +251,12 @@ def test_provisioning_matches_the_dashboards() -> None:
     assert set(by_type) == {PROMETHEUS, POSTGRES}
     assert by_type[PROMETHEUS]["jsonData"]["timeInterval"]
     postgres = by_type[POSTGRES]
-    # The Postgres source logs in as the SELECT-only role that postgres-readonly.sql creates.
-    readonly = (GRAFANA / "postgres-readonly.sql").read_text()
-    assert f"CREATE ROLE {postgres['user']} LOGIN" in readonly
-    assert "default_transaction_read_only = on" in readonly
+    # The Postgres source logs in as the SELECT-only role that postgres-readonly-role.sql
+    # creates and postgres-readonly.sql grants.
+    role = (GRAFANA / "postgres-readonly-role.sql").read_text()
+    assert f"CREATE ROLE {postgres['user']} LOGIN" in role
+    assert "default_transaction_read_only = on" in role
+
     # No secret in the repository: Grafana reads it from its environment.
     assert re.fullmatch(r"\$\{\w+\}", postgres["secureJsonData"]["password"])
     dashboards = yaml.safe_load((provisioning / "dashboards" / "herald.yaml").read_text())

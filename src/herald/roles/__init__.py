@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import anyio
 
 from herald import preflight
+from herald.errors import HeraldError
 from herald.preflight import Use
 from herald.settings import Settings
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from herald.bus.consumer import DeadLetter, Handler
 
 
-class RoleError(ValueError):
+class RoleError(HeraldError, ValueError):
     """An unknown role name, or a role whose module cannot be imported in this install."""
 
 

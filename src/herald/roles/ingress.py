@@ -18,7 +18,10 @@ async def setup(ctx: Context) -> Parts:
         email_public_key=email_public_key(settings),
         channels=preflight.enabled_channels(settings),
     )
-    runner = web.AppRunner(ingress.app(), access_log=None)
+    # Callbacks still waiting on Kafka at stop get the flush budget, not aiohttp's 60 s.
+    runner = web.AppRunner(
+        ingress.app(), access_log=None, shutdown_timeout=settings.shutdown_flush_timeout_s
+    )
     await runner.setup()
     await web.TCPSite(runner, settings.bind_host, settings.ingress_port).start()
     ctx.stack.push_async_callback(runner.cleanup)

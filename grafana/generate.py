@@ -623,6 +623,50 @@ def overview() -> dict[str, Any]:
             8,
         ),
     ]
+    # What the alerts (deploy/components/prometheus-operator) watch that no panel above shows.
+    stuck = [
+        (
+            timeseries(
+                "Outbox: oldest row waiting",
+                "s",
+                prom(f"max({m('herald_outbox_oldest_pending_age_seconds')})", "oldest"),
+                description="campaign.confirmed rows the relay has not put on Kafka yet; "
+                "near 0 when healthy. HeraldOutboxBacklog fires past 5 min.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Campaigns stalled or paused by their error budget",
+                "short",
+                prom(f"max({m('herald_campaigns_stalled')})", "stalled"),
+                prom(
+                    f"sum(increase({m('herald_error_budget_pauses_total')}[{RI}]))",
+                    "paused by error budget",
+                ),
+                description="Stalled: sending, and no counter moved for the campaign's fallback "
+                "window + batch delay + 10 min. See docs/alerts.md.",
+            ),
+            8,
+            8,
+        ),
+        (
+            timeseries(
+                "Callback signatures refused",
+                "cps",
+                prom(
+                    f"sum by (provider, reason) "
+                    f"({rate('herald_callback_signatures_refused_total')})",
+                    "{{provider}} {{reason}}",
+                ),
+                description="missing or mismatch: forged or unsigned posts, or a secret that no "
+                "longer matches the provider's; unconfigured: herald has no secret for it.",
+            ),
+            8,
+            8,
+        ),
+    ]
     pods = "on (instance, job) group_left ()"
     saturation = [
         (
@@ -731,6 +775,7 @@ def overview() -> dict[str, Any]:
                 ("Control-plane API (RED)", api),
                 ("Status fold (RED)", status),
                 ("Fallbacks", fallbacks),
+                ("Stuck work", stuck),
                 ("Saturation (USE)", saturation),
             ]
         ),

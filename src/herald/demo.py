@@ -8,11 +8,15 @@ completed and the folded counters equal a recount from the recipient rows.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import time
 import uuid
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import orjson
@@ -73,6 +77,9 @@ def campaign_event(
 
 
 async def demo(settings: Settings, recipients: int, mode: SendingMode, as_json: bool) -> int:
+    # The embedded PostgreSQL's runtime directory falls back to /tmp without
+    # XDG_RUNTIME_DIR, harmlessly; a newcomer's first screen need not say so.
+    warnings.filterwarnings("ignore", module="platformdirs")
     async with embedded.running(settings) as resolved:
         stop = anyio.Event()
         ready = anyio.Event()
@@ -130,19 +137,21 @@ async def _campaign(settings: Settings, recipients: int, mode: SendingMode) -> d
                 key=codec.key(account_id),
             )
         last_final, last_change = -1, time.monotonic()
-        while True:
-            counters = await campaigns.counters(pool, campaign_id)
-            if counters is not None:
-                _progress(counters, recipients, time.monotonic() - started)
-                if counters.final != last_final:
-                    last_final, last_change = counters.final, time.monotonic()
-                if counters.status == "completed":
+        bar = ProgressBar(expected=recipients)
+        with _quiet_while_drawing():
+            while True:
+                counters = await campaigns.counters(pool, campaign_id)
+                if counters is not None:
+                    bar.draw(counters, time.monotonic() - started)
+                    if counters.final != last_final:
+                        last_final, last_change = counters.final, time.monotonic()
+                    if counters.status == "completed":
+                        break
+                if time.monotonic() - last_change > STALL_TIMEOUT_S:
                     break
-            if time.monotonic() - last_change > STALL_TIMEOUT_S:
-                break
-            await anyio.sleep(0.25)
+                await anyio.sleep(0.25)
+            bar.close()
         elapsed = time.monotonic() - started
-        sys.stderr.write("\n")
         counters = await campaigns.counters(pool, campaign_id)
         recount = await campaigns.recount(pool, campaign_id)
         by_channel = await campaigns.channel_counters(pool, campaign_id)
@@ -164,12 +173,14 @@ async def _campaign(settings: Settings, recipients: int, mode: SendingMode) -> d
     return {
         "campaign_id": campaign_id,
         "status": counters.status,
+        "sending_mode": mode.value,
         "recipients": counters.total,
         "sent": counters.sent,
         "delivered": counters.delivered,
         "read": counters.read,
         "failed": counters.failed,
         "skipped": counters.skipped,
+        "cancelled": counters.cancelled,
         "by_channel": by_channel,
         "elapsed_s": round(elapsed, 3),
         "messages_per_s": round(counters.total / elapsed, 1) if elapsed else 0.0,
@@ -178,35 +189,124 @@ async def _campaign(settings: Settings, recipients: int, mode: SendingMode) -> d
     }
 
 
-def _progress(counters: campaigns.Counters, expected: int, elapsed_s: float) -> None:
-    total = counters.total or expected
-    width = 30
-    filled = int(width * counters.final / total) if total else width
-    rate = counters.final / elapsed_s if elapsed_s > 0 else 0.0
-    sys.stderr.write(
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {counters.final}/{total} "
-        f"sent {counters.sent} delivered {counters.delivered} failed {counters.failed} "
-        f"skipped {counters.skipped} {rate:,.0f} msg/s "
+class ProgressBar:
+    """One line redrawn in place on a terminal; elsewhere (a CI log, a pipe) a plain line
+    every few seconds, so the log stays readable."""
+
+    WIDTH = 30
+    PLAIN_EVERY_S = 5.0
+
+    def __init__(self, *, expected: int, stream: TextIO | None = None) -> None:
+        self.expected = expected
+        self.stream = stream or sys.stderr
+        self.in_place = self.stream.isatty()
+        self._shown_at_s = -self.PLAIN_EVERY_S
+        self._line = ""
+
+    def draw(self, counters: campaigns.Counters, elapsed_s: float) -> None:
+        total = counters.total or self.expected
+        filled = int(self.WIDTH * counters.final / total) if total else self.WIDTH
+        rate = counters.final / elapsed_s if elapsed_s > 0 else 0.0
+        self._line = (
+            f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {counters.final:,}/{total:,} final"
+            f"  sent {counters.sent:,}  delivered {counters.delivered:,}"
+            f"  failed {counters.failed:,}  skipped {counters.skipped:,}  {rate:,.0f}/s"
+        )
+        if self.in_place:
+            self.stream.write(f"\r{self._line}\033[K")
+        elif elapsed_s - self._shown_at_s >= self.PLAIN_EVERY_S:
+            self._shown_at_s = elapsed_s
+            self.stream.write(f"{self._line}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Ends the bar's line, showing the last state once more off a terminal."""
+        if self.in_place:
+            self.stream.write("\n")
+        elif self._line:
+            self.stream.write(f"{self._line}\n")
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def _quiet_while_drawing() -> Iterator[None]:
+    """While the bar redraws its line, herald's own INFO lines (this process runs the
+    scheduler and the status roles) would break it: warnings still show, and the summary
+    says what the INFO lines would have."""
+    logger = logging.getLogger("herald")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """Aligned columns: the first left-aligned, the rest (numbers) right-aligned."""
+    cells = [[str(h) for h in header]] + [
+        [f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in cells
+    ]
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The demo's closing report: sends by channel (in the chain's order), then recipients by
+    final state, then whether the counters are exact."""
+    mode = SendingMode(summary["sending_mode"])
+    by_channel: Mapping[str, Mapping[str, int]] = summary["by_channel"]
+    order = [c.value for c in chain(mode) if c.value in by_channel]
+    order += sorted(set(by_channel) - set(order))
+    channels = _table(
+        ("channel", "sent", "delivered", "failed"),
+        [
+            (
+                name,
+                by_channel[name]["sent"],
+                by_channel[name]["delivered"],
+                by_channel[name]["failed"],
+            )
+            for name in order
+        ],
     )
-    sys.stderr.flush()
+    states = _table(
+        ("final state", "recipients"),
+        [
+            ("delivered", summary["delivered"]),
+            ("  of which read", summary["read"]),
+            ("failed", summary["failed"]),
+            ("skipped", summary["skipped"]),
+            ("cancelled", summary["cancelled"]),
+            ("total", summary["recipients"]),
+        ],
+    )
+    exact = summary["counters_match_recount"]
+    lines = [
+        f"campaign {summary['campaign_id']} ({mode.value}): {summary['status']}, "
+        f"{summary['recipients']:,} recipients in {summary['elapsed_s']:.1f} s "
+        f"({summary['messages_per_s']:,.0f}/s)",
+        "",
+        *channels,
+        "",
+        *states,
+        "",
+        f"counters equal a recount of recipient rows: {'yes' if exact else 'NO'}",
+        "result: " + ("ok" if summary["ok"] else "FAILED"),
+    ]
+    return "\n".join(lines)
 
 
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if not summary:
         print("demo did not run to a summary", file=sys.stderr)
         return
-    ok = summary.pop("ok")
-    exact = summary.pop("counters_match_recount")
-    lines = [
-        f"campaign {summary['campaign_id']}: {summary['status']}",
-        f"  recipients {summary['recipients']}  sent {summary['sent']}  "
-        f"delivered {summary['delivered']}  read {summary['read']}  "
-        f"failed {summary['failed']}  skipped {summary['skipped']}",
-        f"  by channel {summary['by_channel']}",
-        f"  {summary['elapsed_s']} s, {summary['messages_per_s']} messages/s",
-        f"  counters equal a recount of recipient rows: {'yes' if exact else 'NO'}",
-        "  result: " + ("ok" if ok else "FAILED"),
-    ]
-    print("\n".join(lines), file=sys.stderr if as_json else sys.stdout)
+    print(format_summary(summary), file=sys.stderr if as_json else sys.stdout)
     if as_json:
-        print(orjson.dumps(summary).decode())
+        shown = {k: v for k, v in summary.items() if k not in ("ok", "counters_match_recount")}
+        print(orjson.dumps(shown).decode())

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib import metadata
+from itertools import pairwise
 from socketserver import ThreadingMixIn
 from typing import Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -32,6 +33,9 @@ from prometheus_client import (
     make_wsgi_app,
 )
 from prometheus_client.metrics import MetricWrapperBase
+
+from herald.domain.channels import Channel, SendingMode, chain
+from herald.providers.base import ErrorClass
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,12 @@ CALLBACKS = Counter(
     "Provider callbacks received by the ingress, by result (accepted, rejected, ignored).",
     ["provider", "outcome"],
 )
+CALLBACK_SIGNATURES_REFUSED = Counter(
+    "herald_callback_signatures_refused_total",
+    "Callbacks refused before parsing because their signature was missing, did not verify, or "
+    "could not be checked (no secret configured), by provider and reason.",
+    ["provider", "reason"],
+)
 STATUS_EVENTS_FOLDED = Counter(
     "herald_status_events_folded_total",
     "Status events folded, by whether they changed a recipient (changed, unchanged).",
@@ -119,6 +129,23 @@ CAMPAIGNS = Gauge(
     "herald_campaigns",
     "Campaigns by status, read from PostgreSQL every few seconds (same value on every pod).",
     ["status"],
+)
+CAMPAIGNS_STALLED = Gauge(
+    "herald_campaigns_stalled",
+    "Campaigns in sending whose counters have not moved for longer than their fallback "
+    "window, their batch delay and a grace period together (same value on every pod).",
+)
+ERROR_BUDGET_PAUSES = Counter(
+    "herald_error_budget_pauses_total",
+    "Campaigns paused because too many of their recent sends failed at the provider.",
+)
+OUTBOX_PENDING = Gauge(
+    "herald_outbox_pending_records",
+    "Outbox rows not yet published to Kafka, read from PostgreSQL (same value on every pod).",
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "herald_outbox_oldest_pending_age_seconds",
+    "Age of the oldest outbox row not yet published; 0 when none is waiting.",
 )
 DEAD_LETTERS = Counter(
     "herald_dead_letters_total", "Records sent to the dead-letter topic.", ["topic", "reason"]
@@ -193,13 +220,218 @@ async def poll_campaigns(
     `count` returns {status: campaigns}. A failed read keeps the last values: an outage of
     PostgreSQL shows in its own metrics, not as campaigns dropping to zero.
     """
+
+    async def refresh() -> None:
+        set_campaign_counts(await count())
+
+    await _refresh_forever(refresh, stop, interval_s, "campaign_counts_failed")
+
+
+OutboxBacklog = Callable[[], Awaitable[tuple[int, float]]]
+
+
+async def poll_outbox(
+    backlog: OutboxBacklog, stop: anyio.Event, *, interval_s: float = 15.0
+) -> None:
+    """Refresh the outbox gauges until stop. `backlog` returns (rows not yet published, age
+    in seconds of the oldest of them). Run it beside poll_campaigns, not in the relay: a
+    relay that is down must still show its backlog."""
+
+    async def refresh() -> None:
+        pending, oldest_age_s = await backlog()
+        OUTBOX_PENDING.set(pending)
+        OUTBOX_OLDEST_AGE.set(oldest_age_s if pending else 0.0)
+
+    await _refresh_forever(refresh, stop, interval_s, "outbox_backlog_failed")
+
+
+class StallWatch:
+    """Counts campaigns in `sending` whose counters have not moved for longer than their own
+    quiet time plus `grace_s`. Pure: the caller supplies the clock."""
+
+    def __init__(self, *, grace_s: float) -> None:
+        self.grace_s = grace_s
+        # campaign id -> (counters last seen, when they last changed)
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    def observe(self, campaigns: Mapping[str, tuple[int, float]], now_s: float) -> int:
+        """`campaigns`: every campaign in `sending` by id, as (a number that changes whenever
+        one of its counters moves: their sum; how long it may sit still on its own: its
+        fallback window plus its batch delay, in seconds)."""
+        seen, stalled = {}, 0
+        for campaign_id, (counters, quiet_s) in campaigns.items():
+            last = self._seen.get(campaign_id)
+            moved_s = now_s if last is None or last[0] != counters else last[1]
+            seen[campaign_id] = (counters, moved_s)
+            if now_s - moved_s > quiet_s + self.grace_s:
+                stalled += 1
+        self._seen = seen  # campaigns that left `sending` are forgotten
+        return stalled
+
+
+SendingProgress = Callable[[], Awaitable[Mapping[str, tuple[int, float]]]]
+
+
+async def poll_stalls(
+    progress: SendingProgress,
+    stop: anyio.Event,
+    *,
+    interval_s: float = 30.0,
+    grace_s: float = 600.0,
+) -> None:
+    """Refresh herald_campaigns_stalled until stop. `progress` returns what
+    StallWatch.observe takes; a pod starts watching afresh, so a stall shows `grace_s` after
+    its start at the earliest."""
+    watch = StallWatch(grace_s=grace_s)
+
+    async def refresh() -> None:
+        CAMPAIGNS_STALLED.set(watch.observe(await progress(), time.monotonic()))
+
+    await _refresh_forever(refresh, stop, interval_s, "campaign_stalls_failed")
+
+
+async def _refresh_forever(
+    refresh: Callable[[], Awaitable[None]], stop: anyio.Event, interval_s: float, event: str
+) -> None:
     while not stop.is_set():
         try:
-            set_campaign_counts(await count())
+            await refresh()
         except Exception as exc:
-            log.warning("campaign counts: %s", exc, extra={"event": "campaign_counts_failed"})
+            log.warning("%s: %s", event, exc, extra={"event": event})
         with anyio.move_on_after(interval_s):
             await stop.wait()
+
+
+# Label values that form a known finite set. A role exports them at zero from its start, so
+# that rate() and increase() see the first increment after a start or a scale-up (a series
+# born at 1 has no earlier sample to rise from).
+SEND_OUTCOMES: Final = ("accepted", *(e.value for e in ErrorClass))
+# compose.py's Skip reasons and the worker's quiet-hours hold (a test keeps them in step).
+SKIP_REASONS: Final = (
+    "invalid_phone",
+    "invalid_email",
+    "missing_variable",
+    "no_channel_left",
+    "no_content",
+    "no_provider",
+    "opted_out",
+    "quiet_hours_held",
+)
+FALLBACK_PATHS: Final = tuple(
+    sorted({(a.value, b.value) for mode in SendingMode for a, b in pairwise(chain(mode))})
+)
+WORKER_FALLBACK_REASONS: Final = ("unreachable",)
+STATUS_FALLBACK_REASONS: Final = ("failed", "window_expired")
+# The ingress's provider label per channel (herald_callbacks_total and its refusals).
+CALLBACK_PROVIDERS: Final = {
+    Channel.SMS: "twilio",
+    Channel.WHATSAPP: "whatsapp",
+    Channel.RCS: "rbm",
+    Channel.VIBER: "viber",
+    Channel.EMAIL: "email",
+}
+CALLBACK_OUTCOMES: Final = ("accepted", "rejected", "ignored", "unavailable")
+SIGNATURE_REFUSALS: Final = ("missing", "mismatch", "unconfigured")
+CALLBACK_STATUSES: Final = ("sent", "delivered", "read", "failed")
+FOLD_OUTCOMES: Final = ("changed", "unchanged")
+# The reason prefixes (before the first `:`) every dead-letter path uses.
+DEAD_LETTER_REASONS: Final = (
+    "handler",
+    "store",
+    "kafka",
+    "invalid_event",
+    "invalid_batch",
+    "unknown_campaign",
+    "invalid_status",
+    "unknown_recipient",
+    "channel_mismatch",
+    "unknown_message",
+)
+# The topic label of callbacks parked for an unknown message id and dead-lettered later.
+PARKED: Final = "parked"
+# Codes the ingress answers (success, malformed, unsigned, challenge refused, Kafka away).
+INGRESS_CODES: Final = (200, 204, 400, 401, 403, 500, 503)
+
+
+def initialise_worker(providers: Iterable[tuple[str, str]]) -> None:
+    """A worker's series at zero; `providers` are its (channel, provider name) pairs."""
+    for channel, provider in providers:
+        for outcome in SEND_OUTCOMES:
+            SENDS.labels(channel=channel, provider=provider, outcome=outcome)
+        SEND_DURATION.labels(channel=channel, provider=provider)
+        AMBIGUOUS_RESENDS.labels(channel=channel, provider=provider)
+        RATE_LIMIT_WAIT.labels(channel=channel)
+        # A new breaker is closed: this is its true state, not a placeholder.
+        set_breaker_state(provider=provider, channel=channel, state=BreakerState.CLOSED)
+    for reason in SKIP_REASONS:
+        SKIPPED.labels(reason=reason)
+    _initialise_fallbacks(WORKER_FALLBACK_REASONS)
+
+
+def initialise_status() -> None:
+    """The status role's series at zero."""
+    for outcome in FOLD_OUTCOMES:
+        STATUS_EVENTS_FOLDED.labels(outcome=outcome)
+        for channel in Channel:
+            for status in CALLBACK_STATUSES:
+                CALLBACKS_FOLDED.labels(channel=channel.value, status=status, outcome=outcome)
+    for channel in Channel:
+        CALLBACK_DELAY.labels(channel=channel.value)
+    _initialise_fallbacks(STATUS_FALLBACK_REASONS)
+    initialise_consumer(PARKED)
+
+
+def initialise_consumer(topic: str) -> None:
+    """herald_dead_letters_total at zero for a topic as it is labelled: the prefixed name a
+    consumer reads (settings.topic(...)), or PARKED."""
+    for reason in DEAD_LETTER_REASONS:
+        DEAD_LETTERS.labels(topic=topic, reason=reason)
+
+
+def initialise_ingress(app: web.Application, channels: Iterable[Channel]) -> None:
+    """The ingress's series at zero: every route of `app` and every enabled channel's
+    callbacks. Call it once the routes are added."""
+    operations = [
+        (route.resource.canonical, route.method, INGRESS_CODES)
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "*"
+    ]
+    initialise_http(operations)
+    for channel in channels:
+        provider = CALLBACK_PROVIDERS[channel]
+        for outcome in CALLBACK_OUTCOMES:
+            CALLBACKS.labels(provider=provider, outcome=outcome)
+        for reason in SIGNATURE_REFUSALS:
+            CALLBACK_SIGNATURES_REFUSED.labels(provider=provider, reason=reason)
+
+
+def initialise_http(operations: Iterable[tuple[str, str, Iterable[int | str]]]) -> None:
+    """(route template, method, the codes it answers) at zero."""
+    for route, method, codes in operations:
+        method = http_method(method)
+        HTTP_REQUEST_DURATION.labels(route=route, method=method)
+        for code in codes:
+            HTTP_REQUESTS.labels(route=route, method=method, code=str(code))
+
+
+def _initialise_fallbacks(reasons: Iterable[str]) -> None:
+    for reason in reasons:
+        for from_channel, to_channel in FALLBACK_PATHS:
+            FALLBACKS.labels(from_channel=from_channel, to_channel=to_channel, reason=reason)
+
+
+def refuse_signature(provider: str, *, signature: str | None, secret: str) -> None:
+    """Count one callback refused for its signature, with why."""
+    reason = "unconfigured" if not secret else "missing" if not signature else "mismatch"
+    CALLBACK_SIGNATURES_REFUSED.labels(provider=provider, reason=reason).inc()
+
+
+# Any other method a client sends is counted as "other": the label stays bounded.
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def http_method(method: str) -> str:
+    return method if method in _METHODS else "other"
 
 
 @web.middleware
@@ -220,8 +452,9 @@ async def observe_http(
         code = exc.status
         raise
     finally:
-        HTTP_REQUESTS.labels(route=route, method=request.method, code=str(code)).inc()
-        HTTP_REQUEST_DURATION.labels(route=route, method=request.method).observe(
+        method = http_method(request.method)
+        HTTP_REQUESTS.labels(route=route, method=method, code=str(code)).inc()
+        HTTP_REQUEST_DURATION.labels(route=route, method=method).observe(
             time.perf_counter() - started
         )
 
@@ -236,11 +469,19 @@ class ObserveASGI:
     """ASGI middleware with the same two metrics as `observe_http`, for the API.
 
     The route template is read after the app ran: Starlette's router writes the matched
-    route into the scope it was given, and that is the dict this wrapper passed down.
+    route into the scope it was given, and that is the dict this wrapper passed down. A
+    request answered before the router (a 429, a replayed idempotent request) has none;
+    `route_of` then names its template from the path, or the route is "unmatched".
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        route_of: Callable[[Mapping[str, Any]], str | None] | None = None,
+    ) -> None:
         self.app = app
+        self.route_of = route_of
 
     async def __call__(
         self,
@@ -263,8 +504,11 @@ class ObserveASGI:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = str(scope.get("method", ""))
+            route = getattr(scope.get("route"), "path", None)
+            if route is None and self.route_of is not None:
+                route = self.route_of(scope)
+            route = route or "unmatched"
+            method = http_method(str(scope.get("method", "")))
             HTTP_REQUESTS.labels(route=route, method=method, code=str(code)).inc()
             HTTP_REQUEST_DURATION.labels(route=route, method=method).observe(
                 time.perf_counter() - started

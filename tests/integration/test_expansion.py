@@ -195,8 +195,10 @@ async def test_one_recipient_per_normalised_address(pg_url: str) -> None:
     try:
         await accounts.ensure(pool, "a", "A", None)
         async with pool.acquire() as conn:
-            first = await _contact(conn, "a", "+14155550101", tags=["t"])
-            await _contact(conn, "a", "+14155550101", tags=["t"])
+            twins = {
+                await _contact(conn, "a", "+14155550101", tags=["t"]),
+                await _contact(conn, "a", "+14155550101", tags=["t"]),
+            }
             await conn.execute(
                 "INSERT INTO contacts (account_id, email, tags) VALUES "
                 "('a', 'Ada@Example.com', '{m}'), ('a', 'ada@example.com', '{m}'), "
@@ -217,10 +219,9 @@ async def test_one_recipient_per_normalised_address(pg_url: str) -> None:
         rows = await pool.fetch(
             "SELECT contact_id, phone FROM recipients WHERE campaign_id = 'c-d'"
         )
-        assert {(r["contact_id"], r["phone"]) for r in rows} == {
-            (first, "+14155550101"),
-            (None, "+14155550199"),
-        }
+        by_phone = {r["phone"]: r["contact_id"] for r in rows}
+        assert by_phone.keys() == {"+14155550101", "+14155550199"}
+        assert by_phone["+14155550101"] in twins and by_phone["+14155550199"] is None
         mail = campaign_event(campaign_id="c-m", account_id="a", mode=SendingMode.EMAIL, tags=["m"])
         mail["audience"] = {"tags": ["m"]}
         # One per address; the two contacts without one are each kept (skipped at send).

@@ -37,8 +37,9 @@ from herald.api.envelope import ErrorEnvelope
 from herald.api.errors import ApiError, ErrorCode
 from herald.api.guard import storable_input
 from herald.api.idempotency import Idempotency
-from herald.api.middleware import BodyLimit, RequestContext
+from herald.api.middleware import BodyLimit, RequestContext, RouteTemplates
 from herald.api.ratelimit import KeyedBuckets, RateLimit
+from herald.metrics import ObserveASGI
 from herald.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,10 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Outermost, so a 429 or a replayed response is counted and timed too.
+    routes = RouteTemplates.of(app)
+    routes.initialise()
+    app.add_middleware(ObserveASGI, route_of=routes)
     return app
 
 

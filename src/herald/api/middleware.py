@@ -1,10 +1,17 @@
-"""ASGI middleware: a request id on every response, and a cap on JSON body size."""
+"""ASGI middleware: a request id on every response, a cap on JSON body size, and the route
+templates the request metrics are labelled with."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from starlette.routing import Route, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from herald import metrics
 from herald.api.envelope import request_id_from
 
 
@@ -69,3 +76,46 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+class RouteTemplates:
+    """The documented operations of the API: what request metrics start at zero, and the
+    template of a path the router never saw (a 429, a replayed idempotent request)."""
+
+    def __init__(self, operations: Iterable[tuple[str, str, tuple[str, ...]]]) -> None:
+        self.operations = list(operations)
+        # Literal paths before templated ones: /v1/contacts/import is not /v1/contacts/{id}.
+        ordered = sorted(self.operations, key=lambda op: op[0].count("{"))
+        self._patterns: list[tuple[re.Pattern[str], str, str]] = [
+            (compile_path(path)[0], path, method) for path, method, _ in ordered
+        ]
+
+    @classmethod
+    def of(cls, app: FastAPI) -> RouteTemplates:
+        """Every operation in the app's OpenAPI document, with the codes it documents and
+        500 (what any handler answers when it fails), then the routes the document leaves
+        out (/healthz, /docs, /openapi.json) with 200 and 500."""
+        operations = []
+        for path, item in app.openapi().get("paths", {}).items():
+            for method, operation in item.items():
+                codes = {c for c in operation.get("responses", {}) if c.isdigit()} | {"500"}
+                operations.append((path, method.upper(), tuple(sorted(codes))))
+        documented = {(path, method) for path, method, _ in operations}
+        for route in app.router.routes:
+            if isinstance(route, Route):
+                for method in sorted(route.methods or ()):
+                    if (route.path, method) not in documented and method != "HEAD":
+                        operations.append((route.path, method, ("200", "500")))
+        return cls(operations)
+
+    def initialise(self) -> None:
+        metrics.initialise_http(self.operations)
+
+    def __call__(self, scope: Mapping[str, Any]) -> str | None:
+        path, method = scope.get("path", ""), scope.get("method", "")
+        matching = [(t, allowed) for regex, t, allowed in self._patterns if regex.match(path)]
+        for template, allowed in matching:
+            if allowed == method:
+                return template
+        # A method the path does not take (405) still names the path's template.
+        return matching[0][0] if matching else None

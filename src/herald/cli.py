@@ -177,6 +177,7 @@ async def _migrate(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, roles: frozenset[str]) -> int:
+    logs.set_role(",".join(sorted(roles)))
     needs = runner.needs(roles)
     refused = runner.refusal(settings, roles)
     if refused is not None:

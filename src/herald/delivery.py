@@ -385,7 +385,13 @@ class Delivery:
         if await campaigns.set_status(
             self.pool, campaign_id, "paused", allowed_from=["sending"], pause_reason=reason
         ):
-            log.warning("campaign %s paused: %s", campaign_id, reason, extra={"event": "paused"})
+            metrics.ERROR_BUDGET_PAUSES.inc()
+            log.warning(
+                "campaign %s paused: %s",
+                campaign_id,
+                reason,
+                extra={"event": "paused", "campaign_id": campaign_id},
+            )
 
     async def _send(
         self,

@@ -86,14 +86,16 @@ class Ingress:
             form = await request.post()
         except (UnicodeDecodeError, ValueError):
             # Undecodable cannot be signed: treated as any other unsigned request.
-            return _unsigned("twilio", "X-Twilio-Signature")
+            return _unsigned(
+                request, "twilio", "X-Twilio-Signature", self.settings.twilio_auth_token.value
+            )
         params = {k: str(v) for k, v in form.items()}
         # Twilio signs the URL it was given: herald's public ingress URL plus path and query.
         url = f"{self.settings.ingress_url}{request.path_qs}"
         token = self.settings.twilio_auth_token.value
         signature = request.headers.get("X-Twilio-Signature")
         if not token or not twilio.verify_signature(url, params, token, signature):
-            return _unsigned("twilio", "X-Twilio-Signature")
+            return _unsigned(request, "twilio", "X-Twilio-Signature", token)
         try:
             event = twilio.parse_callback(params, request.query.get("m", ""), _now_ms())
         except CallbackError as exc:
@@ -114,7 +116,7 @@ class Ingress:
         if not secret or not whatsapp.verify_signature(
             secret, body, request.headers.get("X-Hub-Signature-256")
         ):
-            return _unsigned("whatsapp", "X-Hub-Signature-256")
+            return _unsigned(request, "whatsapp", "X-Hub-Signature-256", secret)
         try:
             events = whatsapp.parse_webhook(_json(body), _now_ms())
         except CallbackError as exc:
@@ -128,7 +130,7 @@ class Ingress:
             return _malformed("rbm", exc.reason)
         client_token = self.settings.rbm_client_token.value
         if not client_token:
-            return _unsigned("rbm", "X-Goog-Signature")
+            return _unsigned(request, "rbm", "X-Goog-Signature", client_token)
         # Google's webhook setup: echo the secret for the registered client token.
         secret = rbm.registration_response(payload, client_token)
         if secret is not None:
@@ -136,7 +138,7 @@ class Ingress:
         if not isinstance(payload, dict) or not rbm.verify_signature(
             client_token, payload, request.headers.get("X-Goog-Signature")
         ):
-            return _unsigned("rbm", "X-Goog-Signature")
+            return _unsigned(request, "rbm", "X-Goog-Signature", client_token)
         try:
             events = rbm.parse_webhook(payload, _now_ms())
         except CallbackError as exc:
@@ -149,7 +151,7 @@ class Ingress:
         if not token or not viber.verify_signature(
             token, body, request.headers.get("X-Viber-Content-Signature")
         ):
-            return _unsigned("viber", "X-Viber-Content-Signature")
+            return _unsigned(request, "viber", "X-Viber-Content-Signature", token)
         try:
             event = viber.parse_callback(_json(body), _now_ms())
         except CallbackError as exc:
@@ -165,7 +167,7 @@ class Ingress:
             request.headers.get(email.HEADER_SIGNATURE),
             now_s=time.time(),
         ):
-            return _unsigned("email", email.HEADER_SIGNATURE)
+            return _unsigned(request, "email", email.HEADER_SIGNATURE, self.email_public_key)
         try:
             events = email.parse_events(_json(body), _now_ms())
         except CallbackError as exc:
@@ -207,7 +209,8 @@ def _json(body: bytes) -> object:
         raise CallbackError("body is not JSON") from None
 
 
-def _unsigned(provider: str, header: str) -> web.Response:
+def _unsigned(request: web.Request, provider: str, header: str, secret: str) -> web.Response:
+    metrics.refuse_signature(provider, signature=request.headers.get(header), secret=secret)
     metrics.CALLBACKS.labels(provider=provider, outcome="rejected").inc()
     log.warning("%s callback with a bad signature", provider, extra={"event": "bad_signature"})
     return _error(401, header, f"{header} is missing or does not match")

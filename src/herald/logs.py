@@ -14,7 +14,7 @@ import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
@@ -67,7 +67,7 @@ def set_role(name: str) -> None:
     _role.set(name)
 
 
-def as_role(name: str, run: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
+def as_role(name: str, run: Callable[P, Awaitable[None]]) -> Callable[P, Coroutine[Any, Any, None]]:
     """`run`, naming `name` as the role of what it logs: for a task group that runs several
     roles' tasks side by side (`herald run all`)."""
 

@@ -16,6 +16,7 @@ from typing import Final
 import anyio
 
 from herald import health as health_names
+from herald import logs, metrics
 from herald import roles as registry
 from herald.bus.consumer import DeadLetter, consume
 from herald.bus.producer import ping as kafka_ping
@@ -97,9 +98,14 @@ async def run_roles(
                 health.watch(health_names.POSTGRES, partial(db.ping, ctx.pool))
             if ctx.producer is not None:
                 health.watch(health_names.KAFKA, partial(kafka_ping, ctx.producer))
-        parts = [await setup(ctx) for setup in setups.values()]
+        parts = {}
+        for name, setup in setups.items():
+            # What a setup starts (servers, threads) logs as its role; so do its tasks.
+            logs.set_role(name)
+            parts[name] = await setup(ctx)
+        logs.set_role(",".join(sorted(roles)))
         async with anyio.create_task_group() as tg:
-            started = [_start(tg, ctx, part) for part in parts]
+            started = [_start(tg, ctx, name, part) for name, part in parts.items()]
             for up in (event for events in started for event in events):
                 await up.wait()
             log.info("roles running: %s", ", ".join(sorted(roles)), extra={"event": "started"})
@@ -146,15 +152,16 @@ async def _unless_stopped(stop: anyio.Event, step: Callable[[], Awaitable[None]]
     return not stop.is_set()
 
 
-def _start(tg: anyio.abc.TaskGroup, ctx: Context, part: Parts) -> list[anyio.Event]:
+def _start(tg: anyio.abc.TaskGroup, ctx: Context, name: str, part: Parts) -> list[anyio.Event]:
     """Starts a role's parts; the events are set once each consumer joined or service serves."""
     started: list[anyio.Event] = []
     for consumer in part.consumers:
+        metrics.initialise_consumer(ctx.settings.topic(consumer.topic))
         assert ctx.dead_letter is not None
         up = anyio.Event()
         started.append(up)
         tg.start_soon(
-            _consume,
+            logs.as_role(name, _consume),
             ctx.settings,
             consumer,
             ctx.dead_letter,
@@ -162,11 +169,11 @@ def _start(tg: anyio.abc.TaskGroup, ctx: Context, part: Parts) -> list[anyio.Eve
             up,
         )
     for loop in part.loops:
-        tg.start_soon(loop)
+        tg.start_soon(logs.as_role(name, loop))
     for service in part.services:
         up = anyio.Event()
         started.append(up)
-        tg.start_soon(service, up)
+        tg.start_soon(logs.as_role(name, service), up)
     return started
 
 

@@ -255,6 +255,8 @@ async def test_every_role_as_its_own_process_runs_a_campaign(
         lines = _json_lines(deployment.log_of(role))
         assert lines, role
         assert all("level" in line and "message" in line for line in lines), role
+        assert {line.get("role") for line in lines} == {role}, role
+        assert all(line.get("event") for line in lines if line["logger"].startswith("herald")), role
 
 
 async def test_without_provider_secrets_channels_are_off_and_forgeries_refused(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from herald import preflight
+from herald import metrics, preflight
 from herald.ingress import Ingress
 from herald.roles import Context, Parts
 from herald.settings import Settings
@@ -12,16 +12,17 @@ from herald.settings import Settings
 
 async def setup(ctx: Context) -> Parts:
     settings = ctx.settings
+    channels = preflight.enabled_channels(settings)
     ingress = Ingress(
         settings=settings,
         producer=ctx.need_producer(),
         email_public_key=email_public_key(settings),
-        channels=preflight.enabled_channels(settings),
+        channels=channels,
     )
+    app = ingress.app()
+    metrics.initialise_ingress(app, channels)
     # Callbacks still waiting on Kafka at stop get the flush budget, not aiohttp's 60 s.
-    runner = web.AppRunner(
-        ingress.app(), access_log=None, shutdown_timeout=settings.shutdown_flush_timeout_s
-    )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_flush_timeout_s)
     await runner.setup()
     await web.TCPSite(runner, settings.bind_host, settings.ingress_port).start()
     ctx.stack.push_async_callback(runner.cleanup)

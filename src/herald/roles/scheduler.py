@@ -8,7 +8,7 @@ from functools import partial
 from herald import constants, metrics
 from herald.roles import ConsumerPart, Context, Parts
 from herald.scheduler import Scheduler
-from herald.store import campaigns
+from herald.store import campaigns, outbox
 
 
 async def setup(ctx: Context) -> Parts:
@@ -31,5 +31,8 @@ async def setup(ctx: Context) -> Parts:
         loops=[
             partial(scheduler.tick_forever, ctx.stop),
             partial(metrics.poll_campaigns, partial(campaigns.count_by_status, pool), ctx.stop),
+            # Here, not in the relay: a relay that is down must still show its backlog.
+            partial(metrics.poll_outbox, partial(outbox.backlog, pool), ctx.stop),
+            partial(metrics.poll_stalls, partial(campaigns.sending_progress, pool), ctx.stop),
         ],
     )

@@ -7,7 +7,7 @@ from functools import partial
 
 import anyio
 
-from herald import constants
+from herald import constants, metrics
 from herald.roles import ConsumerPart, Context, Parts
 from herald.status import StatusFolder
 from herald.sweeper import Sweeper, every
@@ -15,6 +15,7 @@ from herald.sweeper import Sweeper, every
 
 async def setup(ctx: Context) -> Parts:
     settings = ctx.settings
+    metrics.initialise_status()
     dead_letter = ctx.need_dead_letter()
     folder = StatusFolder(pool=ctx.need_pool(), dead_letter=dead_letter)
     sweeper = Sweeper(

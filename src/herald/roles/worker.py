@@ -8,7 +8,7 @@ from functools import partial
 
 import aiohttp
 
-from herald import constants, preflight
+from herald import constants, metrics, preflight
 from herald.providers import registry
 from herald.providers.directory import Directory
 from herald.roles import ConsumerPart, Context, Parts
@@ -28,6 +28,7 @@ async def setup(ctx: Context) -> Parts:
     providers = registry.build(settings, session, preflight.enabled_channels(settings))
     for provider in providers.values():
         ctx.stack.push_async_callback(provider.close)
+    metrics.initialise_worker((channel.value, p.name) for channel, p in providers.items())
     directory = Directory(settings=settings, pool=pool, session=session, defaults=providers)
     ctx.stack.push_async_callback(directory.close)
     worker = Worker(

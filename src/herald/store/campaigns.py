@@ -229,3 +229,8 @@ async def set_status(
 async def count_by_status(pool: asyncpg.Pool) -> dict[str, int]:
     rows = await pool.fetch(sql("campaigns", "count_by_status"))
     return {r["status"]: r["campaigns"] for r in rows}
+
+
+async def sending_progress(pool: asyncpg.Pool) -> dict[str, tuple[int, float]]:
+    rows = await pool.fetch(sql("campaigns", "sending_progress"))
+    return {r["id"]: (int(r["counters"]), float(r["quiet_s"])) for r in rows}

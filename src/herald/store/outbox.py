@@ -44,3 +44,10 @@ async def purge(pool: asyncpg.Pool, retention_s: int) -> int:
 async def pending(pool: asyncpg.Pool) -> int:
     count: int = await pool.fetchval(sql("outbox", "pending"))
     return count
+
+
+async def backlog(pool: asyncpg.Pool) -> tuple[int, float]:
+    """(rows not yet published, seconds the oldest has waited)."""
+    row = await pool.fetchrow(sql("outbox", "backlog"))
+    assert row is not None
+    return int(row["pending"]), float(row["oldest_age_s"])

@@ -161,3 +161,11 @@ SELECT status, count(*) AS campaigns FROM campaigns GROUP BY status;
 
 -- name: sending_modes
 SELECT id, sending_mode FROM campaigns WHERE id = ANY ($1::text[]);
+
+-- name: sending_progress
+-- Every sending campaign: a number that moves whenever one of its counters does, and how long
+-- it may sit still on its own (its fallback window plus its batch delay), for the stall gauge.
+SELECT id,
+       (sent + delivered + read + failed + skipped + cancelled + final)::bigint AS counters,
+       (fallback_window_s + batch_delay_ms / 1000.0)::float8 AS quiet_s
+FROM campaigns WHERE status = 'sending';

@@ -18,3 +18,9 @@ DELETE FROM outbox WHERE published_at < now() - $1::bigint * interval '1 second'
 
 -- name: pending
 SELECT count(*) FROM outbox WHERE published_at IS NULL;
+
+-- name: backlog
+-- Rows not yet published, and how long the oldest of them has waited (for the alert).
+SELECT count(*) AS pending,
+       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_s
+FROM outbox WHERE published_at IS NULL;

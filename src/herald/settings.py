@@ -127,6 +127,11 @@ class Settings:
         "WhatsApp Cloud API base URL; empty in development means the simulator",
         default="https://graph.facebook.com",
     )
+    whatsapp_graph_version: str = _doc(
+        "Graph API version of the WhatsApp Cloud API calls (Meta retires each about two years "
+        "after its release)",
+        default="v24.0",
+    )
     whatsapp_phone_number_id: str = _doc("WhatsApp sender phone number id", default="")
     whatsapp_access_token: Secret = _doc("WhatsApp Cloud API access token", default=Secret(""))
     whatsapp_app_secret: Secret = _doc(
@@ -140,7 +145,20 @@ class Settings:
         default="https://rcsbusinessmessaging.googleapis.com",
     )
     rbm_agent_id: str = _doc("RBM agent id", default="")
-    rbm_token: Secret = _doc("RBM OAuth bearer token", default=Secret(""))
+    rbm_token: Secret = _doc(
+        "A fixed RBM bearer token (development and tests); production mints tokens from "
+        "HERALD_RBM_SERVICE_ACCOUNT_JSON",
+        default=Secret(""),
+    )
+    rbm_service_account_json: Secret = _doc(
+        "The RBM agent's Google service-account key (the JSON file's content); herald mints "
+        "and refreshes OAuth 2.0 access tokens from it",
+        default=Secret(""),
+    )
+    rbm_token_uri: str = _doc(
+        "OAuth 2.0 token endpoint; empty means the one the service-account key names",
+        default="",
+    )
     rbm_client_token: Secret = _doc(
         "RBM webhook client token (verifies X-Goog-Signature)", default=Secret("")
     )
@@ -152,6 +170,18 @@ class Settings:
         "Viber auth token (also verifies X-Viber-Content-Signature)", default=Secret("")
     )
     viber_sender_name: str = _doc("Viber sender name when an event names none", default="Herald")
+    email_transport: str = _doc(
+        "smtp (any relay; SendGrid's SMTP gets X-SMTPAPI unique_args) or sendgrid (SendGrid's "
+        "v3 Mail Send API with custom_args)",
+        default="smtp",
+    )
+    sendgrid_base_url: str = _doc(
+        "SendGrid API base URL; empty in development means the simulator",
+        default="https://api.sendgrid.com",
+    )
+    sendgrid_api_key: Secret = _doc(
+        "SendGrid API key (with HERALD_EMAIL_TRANSPORT=sendgrid)", default=Secret("")
+    )
     smtp_host: str = _doc(
         "SMTP relay host; empty disables email (in development: the simulator's SMTP server)",
         default="",
@@ -296,6 +326,7 @@ DEVELOPMENT: Final[Mapping[str, Any]] = {
     "whatsapp_base_url": "",
     "rbm_base_url": "",
     "viber_base_url": "",
+    "sendgrid_base_url": "",
     "twilio_account_sid": "ACherald0000000000000000000000000",
     "twilio_from": "+15005550006",
     "whatsapp_phone_number_id": "1000000001",

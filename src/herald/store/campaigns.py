@@ -63,10 +63,12 @@ async def claim_due(conn: asyncpg.Connection) -> asyncpg.Record | None:
 
 def address_key(channels: Sequence[str]) -> str:
     """The SQL expression over `contacts c` a campaign's audience is deduplicated on: one
-    recipient per phone number, or per lower-cased email for an email-only chain."""
+    recipient per phone number, or per lower-cased email for an email-only chain. A value
+    that is no address at all (NULL, a malformed number) keeps each contact apart: each is
+    skipped at send with its own reason."""
     if channels and all(str(c) == Channel.EMAIL.value for c in channels):
-        return "lower(c.email)"
-    return "c.phone"
+        return "(CASE WHEN c.email LIKE '%_@_%' THEN lower(c.email) END)"
+    return "(CASE WHEN c.phone ~ '^\\+[0-9]{7,15}$' THEN c.phone END)"
 
 
 async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:

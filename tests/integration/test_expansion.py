@@ -199,6 +199,9 @@ async def test_one_recipient_per_normalised_address(pg_url: str) -> None:
                 await _contact(conn, "a", "+14155550101", tags=["t"]),
                 await _contact(conn, "a", "+14155550101", tags=["t"]),
             }
+            # A malformed number is no address: both contacts stay, each skipped at send.
+            await _contact(conn, "a", "12345", tags=["t"])
+            await _contact(conn, "a", "12345", tags=["t"])
             await conn.execute(
                 "INSERT INTO contacts (account_id, email, tags) VALUES "
                 "('a', 'Ada@Example.com', '{m}'), ('a', 'ada@example.com', '{m}'), "
@@ -215,9 +218,10 @@ async def test_one_recipient_per_normalised_address(pg_url: str) -> None:
         ]
         raw = campaign_event(campaign_id="c-d", account_id="a", mode=SendingMode.SMS, tags=["t"])
         raw["audience"] = {"tags": ["t"], "destinations": [*spellings, "+1 415 555 0101"]}
-        assert await _expand(pool, raw) == 2
+        assert await _expand(pool, raw) == 4
         rows = await pool.fetch(
             "SELECT contact_id, phone FROM recipients WHERE campaign_id = 'c-d'"
+            " AND phone <> '12345'"
         )
         by_phone = {r["phone"]: r["contact_id"] for r in rows}
         assert by_phone.keys() == {"+14155550101", "+14155550199"}

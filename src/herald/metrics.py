@@ -59,6 +59,14 @@ SEND_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS_S,
 )
 SENDS_IN_FLIGHT = Gauge("herald_sends_in_flight", "Provider requests awaiting an answer.")
+API_AUTH_FAILURES = Counter(
+    "herald_api_auth_failures_total",
+    "API requests refused for their credentials: missing, invalid (no live key has it) or "
+    "throttled (the client address failed too often and is refused before any lookup).",
+    ["reason"],
+)
+for _reason in ("missing", "invalid", "throttled"):
+    API_AUTH_FAILURES.labels(reason=_reason)
 AMBIGUOUS_RESENDS = Counter(
     "herald_ambiguous_resends_total",
     "Sends repeated because the first one's outcome was lost (at most one per attempt).",

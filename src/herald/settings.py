@@ -104,7 +104,20 @@ class Settings:
         default=50.0,
     )
     api_rate_limit_burst: int = _doc(
-        "Requests an API key may make at once before the rate applies", default=100
+        "Requests an API key may make at once before the rate applies; the same rate and burst "
+        "also bound each account across all its keys",
+        default=100,
+    )
+    api_auth_failure_rate_per_s: float = _doc(
+        "Failed authentications a client address may make per second on average; past its "
+        "burst, the address is answered 429 before any database lookup",
+        default=0.2,
+    )
+    api_auth_failure_burst: int = _doc(
+        "Failed authentications a client address may make at once", default=20
+    )
+    api_max_keys_per_account: int = _doc(
+        "Live (unrevoked) API keys an account may hold", default=100
     )
     relay_poll_s: float = _doc("How often the outbox relay looks for unpublished rows", default=0.2)
     ingress_port: int = _doc("Callback ingress port", default=8081)
@@ -301,7 +314,11 @@ class Settings:
 
     @property
     def ingress_url(self) -> str:
-        return self.public_ingress_url or f"http://127.0.0.1:{self.ingress_port}"
+        # Without its trailing slashes: callback paths are appended ("/callbacks/..."), and
+        # Twilio signs the URL exactly as herald gave it, so "//callbacks" would be a 404.
+        return (
+            self.public_ingress_url.strip().rstrip("/") or f"http://127.0.0.1:{self.ingress_port}"
+        )
 
     @property
     def simulator_url(self) -> str:

@@ -168,9 +168,14 @@ async def tenants(api_pool: asyncpg.Pool) -> tuple[Tenant, Tenant]:
 
 @pytest.fixture(scope="module")
 def served(api_db_url: str) -> Iterator[ThreadedApi]:
-    # The limit is on but far above what the fuzzing sends; the flood test has its own server.
+    # The limits are on but far above what the fuzzing sends (its requests without a key or
+    # with a forged one are many); the flood test and test_api_guards have their own servers.
     config = ApiConfig(
-        max_body_bytes=MAX_BODY_BYTES, rate_limit_per_s=10_000, rate_limit_burst=10_000
+        max_body_bytes=MAX_BODY_BYTES,
+        rate_limit_per_s=10_000,
+        rate_limit_burst=10_000,
+        auth_failure_rate_per_s=10_000,
+        auth_failure_burst=10_000,
     )
     with ThreadedApi(api_db_url, config) as api:
         yield api

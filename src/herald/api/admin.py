@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from herald import embedded
+from herald.api.errors import ApiError
 from herald.api.keys import create_account_key
 from herald.settings import Settings
 from herald.store import db, migrations
@@ -21,6 +22,12 @@ async def keys_create(settings: Settings, account_id: str, name: str = "") -> in
     ):
         async with pool.acquire() as conn:
             await migrations.migrate(conn)
-        key = await create_account_key(pool, account_id, name)
+        try:
+            key = await create_account_key(
+                pool, account_id, name, max_keys=settings.api_max_keys_per_account
+            )
+        except ApiError as exc:
+            print(f"herald: {exc.message} (revoke one first)", file=sys.stderr)
+            return 2
     print(key)
     return 0

@@ -113,6 +113,8 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
     )
     app.state.pool = pool
     app.state.config = config
+    failures = auth_failure_buckets(config)
+    app.state.guards = auth.Guards(failures=failures, accounts=rate_buckets(config))
     errors.install(app)
     # Specific paths before /v1/contacts/{id} and /v1/campaigns/{id}.
     for module in (
@@ -138,7 +140,7 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
         streaming_suffixes=imports.STREAMING_PATHS,
     )
     # Inside RequestContext (a 429 carries the request id), before the body is read.
-    app.add_middleware(RateLimit, buckets=rate_buckets(config))
+    app.add_middleware(RateLimit, buckets=rate_buckets(config), failures=failures)
     app.add_middleware(RequestContext)
 
     @app.get("/healthz", include_in_schema=False)
@@ -150,6 +152,16 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
     routes.initialise()
     app.add_middleware(ObserveASGI, route_of=routes)
     return app
+
+
+def auth_failure_buckets(config: ApiConfig) -> KeyedBuckets | None:
+    """Failed authentications per client address; None when that limit is off."""
+    if config.auth_failure_rate_per_s <= 0:
+        return None
+    return KeyedBuckets(
+        rate_per_s=config.auth_failure_rate_per_s,
+        burst_requests=max(1, config.auth_failure_burst),
+    )
 
 
 def rate_buckets(config: ApiConfig) -> KeyedBuckets | None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
+from herald import metrics
 from herald.api.errors import ApiError, ErrorCode
+from herald.api.ratelimit import KeyedBuckets, client_address
 from herald.store import api_keys
 
 log = logging.getLogger(__name__)
@@ -23,13 +26,44 @@ def pool_of(request: Request) -> asyncpg.Pool:
     return pool
 
 
+@dataclass(frozen=True, kw_only=True)
+class Guards:
+    """The budgets authentication spends (see ratelimit.py): failures per client address,
+    requests per account. None turns one off."""
+
+    failures: KeyedBuckets | None = None
+    accounts: KeyedBuckets | None = None
+
+
+def guards_of(request: Request) -> Guards:
+    guards: Guards = getattr(request.app.state, "guards", Guards())
+    return guards
+
+
 async def _account(request: Request, key: Annotated[str | None, Depends(_HEADER)] = None) -> str:
+    guards = guards_of(request)
     if not key or len(key) > MAX_KEY_LENGTH:
+        _failed(request, guards, "missing")
         raise ApiError(ErrorCode.UNAUTHORIZED)
     account = await api_keys.account_for(pool_of(request), key)
     if account is None:
+        _failed(request, guards, "invalid")
         raise ApiError(ErrorCode.UNAUTHORIZED, "The API key is not valid")
+    if guards.accounts is not None:
+        decision = guards.accounts.take(account.encode())
+        if not decision.allowed:
+            raise ApiError(
+                ErrorCode.RATE_LIMITED,
+                f"Too many requests for this account; retry in {decision.retry_after_s} s",
+                headers={"Retry-After": str(decision.retry_after_s)},
+            )
     return account
+
+
+def _failed(request: Request, guards: Guards, reason: str) -> None:
+    metrics.API_AUTH_FAILURES.labels(reason=reason).inc()
+    if guards.failures is not None:
+        guards.failures.take(client_address(request.scope))
 
 
 Account = Annotated[str, Depends(_account)]

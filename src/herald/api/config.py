@@ -32,6 +32,10 @@ class ApiConfig:
     # Requests per second each API key may make on average, and at once; 0 turns it off.
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 100
+    # Failed authentications per client address, and live keys per account.
+    auth_failure_rate_per_s: float = 0.2
+    auth_failure_burst: int = 20
+    max_keys_per_account: int = 100
     import_max_rows: int = 5_000_000
     import_max_line_bytes: int = 64 * 1024
     import_batch_rows: int = 5_000
@@ -64,6 +68,9 @@ class ApiConfig:
             ("api_max_body_bytes", "max_body_bytes", int),
             ("api_rate_limit_per_s", "rate_limit_per_s", (int, float)),
             ("api_rate_limit_burst", "rate_limit_burst", int),
+            ("api_auth_failure_rate_per_s", "auth_failure_rate_per_s", (int, float)),
+            ("api_auth_failure_burst", "auth_failure_burst", int),
+            ("api_max_keys_per_account", "max_keys_per_account", int),
         ):
             value = getattr(settings, setting, None)
             if isinstance(value, kind) and name not in overrides:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from herald.api import pagination
 from herald.api.auth import Account, Pool
@@ -33,6 +33,17 @@ from herald.store.contacts_api import ContactFields
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
+# Viber names a bot's users by an opaque id (e.g. "01234567890A="), never a phone number.
+ViberUserId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s]+$"),
+    Field(
+        description="The contact's Viber user id, as Viber's callbacks name it; herald sends "
+        "Viber messages to it. Learned when the user opens the bot through the account's deep "
+        "link with context=<contact id>, removed when the user unsubscribes; null clears it",
+    ),
+]
+
 Search = Annotated[
     str | None, Query(max_length=200, description="Full-text search over name, phone and email")
 ]
@@ -49,6 +60,7 @@ class ContactIn(BaseModel):
     lifecycle_stage: ShortText | None = Field(None, description="lead, customer, churned, ...")
     tags: Tags = Field(default_factory=list)
     metadata: Metadata = Field(default_factory=dict, description="Custom key-value data")
+    viber_user_id: ViberUserId | None = None
 
     @model_validator(mode="after")
     def _reachable(self) -> ContactIn:
@@ -72,6 +84,7 @@ class ContactUpdate(BaseModel):
     metadata: Metadata | None = Field(
         None, description="Merged into the existing metadata; a null value removes its key"
     )
+    viber_user_id: ViberUserId | None = None
 
 
 class Contact(BaseModel):
@@ -84,6 +97,7 @@ class Contact(BaseModel):
     lifecycle_stage: str | None
     tags: list[str]
     metadata: dict[str, Any]
+    viber_user_id: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -141,6 +155,7 @@ def _fields(body: ContactIn) -> ContactFields:
         lifecycle_stage=body.lifecycle_stage,
         tags=list(dict.fromkeys(body.tags)),
         metadata=body.metadata,
+        viber_user_id=body.viber_user_id,
     )
 
 

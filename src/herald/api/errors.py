@@ -7,6 +7,7 @@ catalogue (docs/api.md lists them all). Messages are for people and may change.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -76,6 +77,7 @@ class ErrorCode(Enum):
     CAMPAIGN_NOT_EDITABLE = _Spec(1619, 409, "Only draft and scheduled campaigns can be changed")
     NOTHING_TO_RETRY = _Spec(1620, 409, "The campaign has no failed recipients to retry")
     AB_TEST_NOT_FOUND = _Spec(1621, 404, "The campaign has no A/B test")
+    API_KEY_LIMIT = _Spec(1623, 409, "The account holds as many live API keys as it may")
     CHANNEL_DISABLED = _Spec(1622, 422, "No channel of the campaign is enabled in this deployment")
 
     @property
@@ -95,12 +97,18 @@ class ApiError(Exception):
     """An error with a catalogue code; `field` names the offending input, if any."""
 
     def __init__(
-        self, code: ErrorCode, message: str | None = None, *, field: str | None = None
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message or code.value.message)
         self.code = code
         self.message = message or code.value.message
         self.field = field
+        self.headers = dict(headers or {})
 
 
 def error_body(request: Request, code: ErrorCode, message: str, field: str | None) -> Any:
@@ -165,7 +173,9 @@ _HTTP_CODES = {
 def install(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> Any:
         assert isinstance(exc, ApiError)
-        return error_response(request, exc.code, exc.message, exc.field)
+        response = error_response(request, exc.code, exc.message, exc.field)
+        response.headers.update(exc.headers)
+        return response
 
     async def on_validation(request: Request, exc: Exception) -> Any:
         assert isinstance(exc, RequestValidationError)

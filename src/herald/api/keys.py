@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from herald.api.auth import Account, Pool
+from herald.api.config import ApiConfig
 from herald.api.envelope import Envelope, ListEnvelope, ok, page
 from herald.api.errors import ApiError, ErrorCode
 from herald.api.fields import STRICT, ShortText
@@ -48,11 +49,15 @@ def _out(k: api_keys.ApiKey) -> dict[str, Any]:
     }
 
 
-async def create_account_key(pool: asyncpg.Pool, account_id: str, name: str = "") -> str:
+async def create_account_key(
+    pool: asyncpg.Pool, account_id: str, name: str = "", *, max_keys: int | None = None
+) -> str:
     """Creates the account when missing and returns a new key for it (shown only now)."""
     await api_keys.ensure_account(pool, account_id, account_id)
-    key, _ = await api_keys.create(pool, account_id, name)
-    return key
+    created = await api_keys.create_capped(pool, account_id, name, max_keys=max_keys)
+    if created is None:
+        raise ApiError(ErrorCode.API_KEY_LIMIT, f"the account holds {max_keys} live keys")
+    return created[0]
 
 
 @router.get("", response_model=ListEnvelope[Key])
@@ -62,7 +67,16 @@ async def list_keys(request: Request, account: Account, pool: Pool) -> dict[str,
 
 @router.post("", status_code=201, response_model=Envelope[NewKey])
 async def create_key(request: Request, body: KeyIn, account: Account, pool: Pool) -> dict[str, Any]:
-    key, stored = await api_keys.create(pool, account, body.name)
+    config: ApiConfig = request.app.state.config
+    cap = config.max_keys_per_account
+    created = await api_keys.create_capped(pool, account, body.name, max_keys=cap)
+    if created is None:
+        raise ApiError(
+            ErrorCode.API_KEY_LIMIT,
+            f"the account holds {cap} live keys; revoke one first",
+            field="name",
+        )
+    key, stored = created
     return ok(request, {**_out(stored), "key": key})
 
 

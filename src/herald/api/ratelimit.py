@@ -15,6 +15,12 @@ Keys are identified by their SHA-256, never held as text. A request without X-AP
 counted here: it is refused with 401 before it reaches the database. The table holds at most
 `max_keys` buckets; past that the least recently used one is dropped, which at worst gives
 that key a full bucket again.
+
+Two more budgets make inventing keys or minting many of them useless. Each failed
+authentication spends a token of the client address's failure bucket (auth.py), and an
+address whose bucket is empty is answered 429 here, before any key is looked up. Each
+authenticated request also spends a token of its account's bucket (auth.py), so an account
+spreading load over many keys gets one account's rate.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from herald import metrics
 from herald.api.envelope import JsonResponse
 from herald.api.errors import ErrorCode, error_body
 
@@ -89,6 +96,19 @@ class KeyedBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def peek(self, key: bytes) -> Decision:
+        """Whether `key` has a token now, spending nothing."""
+        bucket = self._buckets.get(hashlib.sha256(key).digest())
+        if bucket is None:
+            return Decision(allowed=True, remaining=self.burst_requests)
+        _, decision = take(
+            bucket,
+            now_s=self._clock(),
+            rate_per_s=self.rate_per_s,
+            burst_requests=self.burst_requests,
+        )
+        return decision
+
     def take(self, key: bytes) -> Decision:
         """Spends one token of `key` (raw header bytes); never stores the key itself."""
         ident = hashlib.sha256(key).digest()
@@ -105,15 +125,44 @@ class KeyedBuckets:
         return decision
 
 
-class RateLimit:
-    """ASGI middleware: requests carrying X-API-Key spend a token of that key or get 429."""
+def client_address(scope: Scope) -> bytes:
+    client = scope.get("client")
+    return str(client[0] if client else "").encode()
 
-    def __init__(self, app: ASGIApp, *, buckets: KeyedBuckets | None) -> None:
+
+class RateLimit:
+    """ASGI middleware: an address that failed authentication too often gets 429 before any
+    lookup; requests carrying X-API-Key spend a token of that key or get 429."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        buckets: KeyedBuckets | None,
+        failures: KeyedBuckets | None = None,
+    ) -> None:
         self.app = app
         self.buckets = buckets
+        self.failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.buckets is None or scope["type"] != "http":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.failures is not None:
+            barred = self.failures.peek(client_address(scope))
+            if not barred.allowed:
+                metrics.API_AUTH_FAILURES.labels(reason="throttled").inc()
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    barred,
+                    "Too many failed authentications from this address; retry in "
+                    f"{barred.retry_after_s} s",
+                )
+                return
+        if self.buckets is None:
             await self.app(scope, receive, send)
             return
         key = None
@@ -128,11 +177,17 @@ class RateLimit:
         if decision.allowed:
             await self.app(scope, receive, send)
             return
-        code = ErrorCode.RATE_LIMITED
         message = f"Too many requests for this API key; retry in {decision.retry_after_s} s"
-        response = JsonResponse(
-            error_body(Request(scope), code, message, None),
-            status_code=code.status,
-            headers={"Retry-After": str(decision.retry_after_s)},
-        )
-        await response(scope, receive, send)
+        await _refuse(scope, receive, send, decision, message)
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, decision: Decision, message: str
+) -> None:
+    code = ErrorCode.RATE_LIMITED
+    response = JsonResponse(
+        error_body(Request(scope), code, message, None),
+        status_code=code.status,
+        headers={"Retry-After": str(decision.retry_after_s)},
+    )
+    await response(scope, receive, send)

@@ -64,10 +64,27 @@ async def add(pool: asyncpg.Pool, account_id: str, key: str, name: str = "") -> 
 
 async def create(pool: asyncpg.Pool, account_id: str, name: str = "") -> tuple[str, ApiKey]:
     """A new random key for an account: (the key, shown once, and its stored record)."""
+    created = await create_capped(pool, account_id, name, max_keys=None)
+    assert created is not None
+    return created
+
+
+async def create_capped(
+    pool: asyncpg.Pool, account_id: str, name: str = "", *, max_keys: int | None
+) -> tuple[str, ApiKey] | None:
+    """create(), unless the account already holds `max_keys` live keys (then None)."""
     key = new_key()
-    stored = await add(pool, account_id, key, name)
-    assert stored is not None  # 256 random bits do not collide
-    return key, stored
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(sql("api_keys", "lock_account"), account_id)
+        if max_keys is not None:
+            live: int = await conn.fetchval(sql("api_keys", "live_count"), account_id)
+            if live >= max_keys:
+                return None
+        row = await conn.fetchrow(
+            sql("api_keys", "insert"), account_id, name, digest(key), key[:_SHOWN_PREFIX_CHARS]
+        )
+    assert row is not None  # 256 random bits do not collide
+    return key, _key(row)
 
 
 async def list_for(pool: asyncpg.Pool, account_id: str) -> list[ApiKey]:

@@ -19,3 +19,10 @@ WHERE account_id = $1 ORDER BY created_at, id;
 UPDATE api_keys SET revoked_at = now()
 WHERE account_id = $1 AND id = $2 AND revoked_at IS NULL
 RETURNING id;
+
+-- name: lock_account
+-- Serialises key creation per account, so the cap on live keys holds under concurrency.
+SELECT id FROM accounts WHERE id = $1 FOR UPDATE;
+
+-- name: live_count
+SELECT count(*) FROM api_keys WHERE account_id = $1 AND revoked_at IS NULL;

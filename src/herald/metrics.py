@@ -348,6 +348,8 @@ DEAD_LETTER_REASONS: Final = (
     "store",
     "kafka",
     "invalid_event",
+    "unknown_account",
+    "campaign_id_taken",
     "invalid_batch",
     "unknown_campaign",
     "invalid_status",

@@ -60,14 +60,33 @@ class Scheduler:
                 await self.dead_letter.send(record, f"invalid_event: {exc}")
                 continue
             try:
-                inserted = await campaigns.insert(self.pool, event, raw)
+                admitted = await campaigns.admit(
+                    self.pool,
+                    event,
+                    raw,
+                    create_accounts=self.settings.accounts_create_on_first_event,
+                )
             except (asyncpg.PostgresError, *TRANSIENT) as exc:
                 raise translate(exc) from exc
+            if admitted is campaigns.Admission.UNKNOWN_ACCOUNT:
+                await self.dead_letter.send(
+                    record, f"unknown_account: no account {event.account_id!r}"
+                )
+                continue
+            if admitted is campaigns.Admission.ID_TAKEN:
+                await self.dead_letter.send(
+                    record, "campaign_id_taken: another account holds this campaign id"
+                )
+                continue
             log.info(
                 "campaign %s %s",
                 event.campaign_id,
-                "received" if inserted else "already known",
-                extra={"event": "campaign_received"},
+                "received" if admitted is campaigns.Admission.INSERTED else "already known",
+                extra={
+                    "event": "campaign_received",
+                    "campaign_id": event.campaign_id,
+                    "account_id": event.account_id,
+                },
             )
         self._wake.set()
         return True

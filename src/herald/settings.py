@@ -119,6 +119,11 @@ class Settings:
     api_max_keys_per_account: int = _doc(
         "Live (unrevoked) API keys an account may hold", default=100
     )
+    accounts_create_on_first_event: bool = _doc(
+        "Create the account of an upstream campaign.confirmed event herald has never heard of "
+        "(otherwise the event is dead-lettered unknown_account)",
+        default=False,
+    )
     relay_poll_s: float = _doc("How often the outbox relay looks for unpublished rows", default=0.2)
     ingress_port: int = _doc("Callback ingress port", default=8081)
     simulator_port: int = _doc("Provider simulator port", default=8082)
@@ -338,6 +343,8 @@ DEVELOPMENT: Final[Mapping[str, Any]] = {
     # The embedded broker refuses InitProducerId.
     "kafka_idempotence": False,
     "log_format": "text",
+    # Tests and demos publish events for accounts they name on the spot.
+    "accounts_create_on_first_event": True,
     # Empty provider URLs mean the simulator, in development only.
     "twilio_base_url": "",
     "whatsapp_base_url": "",

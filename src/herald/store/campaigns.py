@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
@@ -33,7 +34,9 @@ class Counters:
     final: int
 
 
-async def insert(pool: asyncpg.Pool, event: CampaignConfirmed, raw: Mapping[str, Any]) -> bool:
+async def insert(
+    pool: asyncpg.Pool | asyncpg.Connection, event: CampaignConfirmed, raw: Mapping[str, Any]
+) -> bool:
     """False when the campaign id was seen before (campaign.confirmed is deduplicated)."""
     inserted = await pool.fetchval(
         sql("campaigns", "insert"),
@@ -48,6 +51,39 @@ async def insert(pool: asyncpg.Pool, event: CampaignConfirmed, raw: Mapping[str,
         event.fallback_window_s,
     )
     return inserted is not None
+
+
+class Admission(StrEnum):
+    """What became of an upstream campaign.confirmed."""
+
+    INSERTED = "inserted"
+    REPLAY = "replay"  # the same account's campaign: deduplicated
+    ID_TAKEN = "campaign_id_taken"  # another account holds the id (a campaign or a draft)
+    UNKNOWN_ACCOUNT = "unknown_account"
+
+
+async def admit(
+    pool: asyncpg.Pool,
+    event: CampaignConfirmed,
+    raw: Mapping[str, Any],
+    *,
+    create_accounts: bool,
+) -> Admission:
+    """Inserts the event's campaign unless its account is unknown (and may not be created on
+    first sight) or its id belongs to another account: campaign identity is (account, id)."""
+    async with pool.acquire() as conn, conn.transaction():
+        if create_accounts:
+            await conn.execute(sql("campaigns", "create_account"), event.account_id)
+        elif not await conn.fetchval(sql("campaigns", "account_known"), event.account_id):
+            return Admission.UNKNOWN_ACCOUNT
+        owner = await conn.fetchval(sql("campaigns", "id_owner"), event.campaign_id)
+        if owner is not None and owner != event.account_id:
+            return Admission.ID_TAKEN
+        if await insert(conn, event, raw):
+            return Admission.INSERTED
+        # Inserted meanwhile: by the same account (a replay) or, racing, by another.
+        owner = await conn.fetchval(sql("campaigns", "id_owner"), event.campaign_id)
+        return Admission.REPLAY if owner == event.account_id else Admission.ID_TAKEN
 
 
 async def get(conn: asyncpg.Pool | asyncpg.Connection, campaign_id: str) -> asyncpg.Record | None:

@@ -9,6 +9,19 @@ RETURNING id;
 -- name: get
 SELECT * FROM campaigns WHERE id = $1;
 
+-- name: account_known
+SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1);
+
+-- name: create_account
+INSERT INTO accounts (id, name) VALUES ($1, $1) ON CONFLICT (id) DO NOTHING;
+
+-- name: id_owner
+-- The account that holds a campaign id already, as a campaign or as a draft.
+SELECT account_id FROM campaigns WHERE id = $1
+UNION ALL
+SELECT account_id FROM campaign_drafts WHERE id = $1
+LIMIT 1;
+
 -- name: claim_due
 -- One scheduler claims a due campaign; others skip it instead of waiting on the lock.
 SELECT id, account_id, event FROM campaigns

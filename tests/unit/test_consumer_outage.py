@@ -79,6 +79,8 @@ async def test_a_failed_dead_letter_leaves_the_records_for_later() -> None:
         async def send(self, record: Any, reason: str) -> None:
             raise RequestTimedOutError()
 
+        send_record = send
+
     async def poison(tp: TopicPartition, records: Sequence[ConsumerRecord]) -> bool:
         raise ValueError("cannot parse")
 

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final
 
@@ -43,12 +44,24 @@ MAX_HANDLER_FAILURES = 3
 RETRY: Final = retry.Backoff(first_s=0.4, cap_s=5.0, jitter=1.0)
 
 
+# Dead letters a handler asks for while the consumer runs it: held until that run succeeds,
+# dropped if it fails, so a record is dead-lettered once however often its batch is retried.
+_held: ContextVar[list[tuple[ConsumerRecord, str]] | None] = ContextVar("held", default=None)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeadLetter:
     settings: Settings
     producer: AIOKafkaProducer
 
     async def send(self, record: ConsumerRecord, reason: str) -> None:
+        held = _held.get()
+        if held is not None:
+            held.append((record, reason))
+            return
+        await self.send_record(record, reason)
+
+    async def send_record(self, record: ConsumerRecord, reason: str) -> None:
         await self.send_value(
             value=record.value,
             key=record.key,
@@ -264,8 +277,19 @@ async def _handle(
     rounds = 0  # every retry, counted or not: the pause grows with it
     while True:
         rounds += 1
+        held: list[tuple[ConsumerRecord, str]] = []
+        token = _held.set(held)
         try:
-            return await handler(tp, records)
+            try:
+                done = await handler(tp, records)
+            finally:
+                _held.reset(token)
+            if done:
+                # The run is durable: only now do the records it refused reach the dead
+                # letters (a run cut short by stop comes again and refuses them again).
+                for record, why in held:
+                    await dead_letter.send_record(record, why)
+            return done
         except StoreError as exc:
             if not exc.retryable:
                 failures += 1
@@ -290,7 +314,7 @@ async def _handle(
             log.exception("handler failed", extra={"event": "handler_failed"})
         if failures >= MAX_HANDLER_FAILURES:
             if len(records) == 1:
-                await dead_letter.send(records[0], reason)
+                await dead_letter.send_record(records[0], reason)
                 return True
             # One poison record must not take good ones with it: try each on its own, so only
             # the ones that fail by themselves are dead-lettered.

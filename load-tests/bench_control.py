@@ -58,6 +58,13 @@ COMPLETE_TIMEOUT_S = 240.0
 KILL_MODES = (SendingMode.RCS, SendingMode.SMS, SendingMode.WHATSAPP)
 
 
+async def _owner(pool: asyncpg.Pool, campaign_id: str) -> str:
+    account: str = await pool.fetchval(
+        "SELECT account_id FROM campaigns WHERE id = $1", campaign_id
+    )
+    return account
+
+
 def _args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # Well below what one worker sends here, so the token bucket is what holds the rate.
@@ -154,7 +161,12 @@ async def _rate_and_pause(
         harness.log(f"rate: sending at {rate:.0f}/s configured; measuring {args.measure_s:.0f} s")
         await anyio.sleep(WARMUP_S + args.measure_s)
         assert await campaigns.set_status(
-            pool, campaign_id, "paused", allowed_from=["sending"], pause_reason="bench_control"
+            pool,
+            await _owner(pool, campaign_id),
+            campaign_id,
+            "paused",
+            allowed_from=["sending"],
+            pause_reason="bench_control",
         )
         paused_at = (
             await pool.fetchval("SELECT paused_at FROM campaigns WHERE id = $1", campaign_id)
@@ -173,7 +185,9 @@ async def _rate_and_pause(
             campaign_id,
         )
         sent_before_resume = len(stamps)
-        assert await campaigns.set_status(pool, campaign_id, "sending", allowed_from=["paused"])
+        assert await campaigns.set_status(
+            pool, await _owner(pool, campaign_id), campaign_id, "sending", allowed_from=["paused"]
+        )
         await _wait_completed(pool, [campaign_id])
         sampler.stop()
     assert first_send is not None

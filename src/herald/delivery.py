@@ -369,21 +369,26 @@ class Delivery:
                 event.campaign_id,
                 failed=not result.accepted and result.error_class not in _NOT_PROVIDER_FAILURES,
             ):
-                await self._pause_for_budget(event.campaign_id)
+                await self._pause_for_budget(event.account_id, event.campaign_id)
         await attempts.record_results(self.pool, event.campaign_id, rows)
         if held:
             await attempts.forget_unsent(self.pool, event.campaign_id, held, channel.value)
             delivered.held.update(held)
         return events, unreachable
 
-    async def _pause_for_budget(self, campaign_id: str) -> None:
+    async def _pause_for_budget(self, account_id: str, campaign_id: str) -> None:
         window = self.settings.error_budget_window
         reason = (
             f"error_budget: more than {self.settings.error_budget_max_failure_ratio:.0%} of "
             f"the last {window} sends failed at the provider"
         )
         if await campaigns.set_status(
-            self.pool, campaign_id, "paused", allowed_from=["sending"], pause_reason=reason
+            self.pool,
+            account_id,
+            campaign_id,
+            "paused",
+            allowed_from=["sending"],
+            pause_reason=reason,
         ):
             metrics.ERROR_BUDGET_PAUSES.inc()
             log.warning(

@@ -18,6 +18,13 @@ RECIPIENTS = 1_500
 RATE_PER_S = 300.0
 
 
+async def _owner(pool: asyncpg.Pool, campaign_id: str) -> str:
+    account: str = await pool.fetchval(
+        "SELECT account_id FROM campaigns WHERE id = $1", campaign_id
+    )
+    return account
+
+
 async def _start(settings: Settings, pool: asyncpg.Pool, tag: str) -> str:
     account_id = f"acct-{uuid.uuid4().hex[:8]}"
     campaign_id = str(uuid.uuid4())
@@ -61,7 +68,12 @@ async def test_pause_then_resume_finishes_exactly(settings: Settings) -> None:
         campaign_id = await _start(settings, pool, "pause")
         await _wait_sent(pool, campaign_id, 200)
         assert await campaigns.set_status(
-            pool, campaign_id, "paused", allowed_from=["sending"], pause_reason="operator"
+            pool,
+            await _owner(pool, campaign_id),
+            campaign_id,
+            "paused",
+            allowed_from=["sending"],
+            pause_reason="operator",
         )
         await anyio.sleep(1.5)
         assert await _sends_after_pause(pool, campaign_id) <= 1.0
@@ -69,7 +81,9 @@ async def test_pause_then_resume_finishes_exactly(settings: Settings) -> None:
         await anyio.sleep(1.0)
         assert await _sent(pool, campaign_id) == frozen  # nothing moves while paused
         assert frozen < RECIPIENTS
-        assert await campaigns.set_status(pool, campaign_id, "sending", allowed_from=["paused"])
+        assert await campaigns.set_status(
+            pool, await _owner(pool, campaign_id), campaign_id, "sending", allowed_from=["paused"]
+        )
         counters = await wait_completed(pool, campaign_id, timeout_s=120)
         recount = await campaigns.recount(pool, campaign_id)
         assert counters.final == counters.total == RECIPIENTS
@@ -88,7 +102,11 @@ async def test_cancel_marks_the_rest_cancelled(settings: Settings) -> None:
         campaign_id = await _start(settings, pool, "cancel")
         await _wait_sent(pool, campaign_id, 200)
         assert await campaigns.set_status(
-            pool, campaign_id, "cancelled", allowed_from=["sending", "paused"]
+            pool,
+            await _owner(pool, campaign_id),
+            campaign_id,
+            "cancelled",
+            allowed_from=["sending", "paused"],
         )
         cancelled_at = await pool.fetchval("SELECT now()")
         with anyio.fail_after(60):
@@ -114,4 +132,6 @@ async def test_cancel_marks_the_rest_cancelled(settings: Settings) -> None:
         )
         assert late == 0
         # A cancelled campaign cannot be resumed.
-        assert not await campaigns.set_status(pool, campaign_id, "sending", allowed_from=["paused"])
+        assert not await campaigns.set_status(
+            pool, await _owner(pool, campaign_id), campaign_id, "sending", allowed_from=["paused"]
+        )

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from herald.demo import campaign_event
 from herald.domain.channels import SendingMode
 from herald.domain.events import parse_campaign_confirmed
 from herald.store import campaigns
@@ -651,3 +652,29 @@ async def test_schedules_are_checked_by_the_databases_clock(
         422,
         "schedule_in_past",
     )
+
+
+async def test_a_campaign_id_another_account_holds_never_crosses_over(
+    alice: Caller, bob: Caller, api_pool: asyncpg.Pool
+) -> None:
+    """Rows that share an id across accounts (from before admission checked it): each
+    account sees, pauses and cancels only its own."""
+    mine = data(
+        await alice.post("/v1/campaigns", {"name": "mine", "channel": "sms", "tags": ["a"]}), 201
+    )["id"]
+    raw = campaign_event(campaign_id=mine, account_id=bob.account_id, mode=SendingMode.SMS, tags=[])
+    raw["name"] = "theirs"
+    raw["audience"] = {"destinations": ["+14155550100"]}
+    event = parse_campaign_confirmed(raw)
+    assert await campaigns.insert(api_pool, event, raw)
+    await api_pool.execute("UPDATE campaigns SET status = 'sending' WHERE id = $1", mine)
+    shown = data(await alice.get(f"/v1/campaigns/{mine}"))
+    assert shown["status"] == "draft" and shown["name"] == "mine"
+    error(await alice.post(f"/v1/campaigns/{mine}/pause"), 409, "campaign_state_conflict")
+    error(await alice.post(f"/v1/campaigns/{mine}/cancel"), 409, "campaign_state_conflict")
+    status = await api_pool.fetchval(
+        "SELECT status FROM campaigns WHERE id = $1 AND account_id = $2", mine, bob.account_id
+    )
+    assert status == "sending"
+    listed = data(await bob.get("/v1/campaigns"))
+    assert any(c["id"] == mine and c["name"] == "theirs" for c in listed)

@@ -485,7 +485,7 @@ async def pause_campaign(
 ) -> dict[str, Any]:
     await existing(pool, account, campaign_id)
     reason = body.reason if body is not None else None
-    done = await drafts.pause(pool, campaign_id, reason)
+    done = await drafts.pause(pool, account, campaign_id, reason)
     return await _control(request, pool, account, campaign_id, done, "pause")
 
 
@@ -494,7 +494,7 @@ async def resume_campaign(
     request: Request, campaign_id: str, account: Account, pool: Pool
 ) -> dict[str, Any]:
     await existing(pool, account, campaign_id)
-    done = await drafts.resume(pool, campaign_id)
+    done = await drafts.resume(pool, account, campaign_id)
     return await _control(request, pool, account, campaign_id, done, "resume")
 
 

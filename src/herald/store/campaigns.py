@@ -251,15 +251,21 @@ async def status_of(pool: asyncpg.Pool, campaign_id: str) -> str | None:
 
 async def set_status(
     pool: asyncpg.Pool,
+    account_id: str,
     campaign_id: str,
     status: str,
     *,
     allowed_from: Sequence[str],
     pause_reason: str | None = None,
 ) -> bool:
-    """False when the campaign is not in one of the allowed states (a wrong-state request)."""
+    """False when the account has no such campaign in one of the allowed states."""
     row = await pool.fetchval(
-        sql("campaigns", "set_status"), campaign_id, status, pause_reason, list(allowed_from)
+        sql("campaigns", "set_status"),
+        campaign_id,
+        status,
+        pause_reason,
+        list(allowed_from),
+        account_id,
     )
     return row is not None
 

@@ -174,15 +174,16 @@ async def confirm(
     return stamp
 
 
-async def pause(pool: asyncpg.Pool, campaign_id: str, reason: str | None) -> bool:
-    """Call only for a campaign known to be the caller's (ids are unique across accounts)."""
+async def pause(pool: asyncpg.Pool, account_id: str, campaign_id: str, reason: str | None) -> bool:
     return await campaigns.set_status(
-        pool, campaign_id, "paused", allowed_from=("sending",), pause_reason=reason
+        pool, account_id, campaign_id, "paused", allowed_from=("sending",), pause_reason=reason
     )
 
 
-async def resume(pool: asyncpg.Pool, campaign_id: str) -> bool:
-    return await campaigns.set_status(pool, campaign_id, "sending", allowed_from=("paused",))
+async def resume(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> bool:
+    return await campaigns.set_status(
+        pool, account_id, campaign_id, "sending", allowed_from=("paused",)
+    )
 
 
 _LIVE = ["scheduled", "sending", "paused"]
@@ -194,7 +195,9 @@ async def cancel(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> bool:
     cancelled = await pool.fetchval(sql("drafts", "cancel"), account_id, campaign_id, _LIVE)
     if cancelled is not None:
         return True
-    return await campaigns.set_status(pool, campaign_id, "cancelled", allowed_from=tuple(_LIVE))
+    return await campaigns.set_status(
+        pool, account_id, campaign_id, "cancelled", allowed_from=tuple(_LIVE)
+    )
 
 
 async def recipients(

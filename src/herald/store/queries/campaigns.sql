@@ -164,9 +164,10 @@ FROM recipients WHERE campaign_id = $1;
 SELECT status FROM campaigns WHERE id = $1;
 
 -- name: set_status
--- Pause (with its reason), resume or cancel; the trigger in 0004 moves the batches along.
+-- Pause (with its reason), resume or cancel the account's campaign ($5); the trigger in 0004
+-- moves the batches along.
 UPDATE campaigns SET status = $2, pause_reason = $3
-WHERE id = $1 AND status = ANY ($4::text[])
+WHERE id = $1 AND status = ANY ($4::text[]) AND account_id = $5
 RETURNING id;
 
 -- name: count_by_status

@@ -7,8 +7,10 @@ RETURNING id;
 -- name: get
 -- The pipeline's columns added after the view (0004) come straight from campaigns.
 SELECT *,
-       (SELECT c.cancelled FROM campaigns c WHERE c.id = campaign_overview.id) AS cancelled,
-       (SELECT c.paused_at FROM campaigns c WHERE c.id = campaign_overview.id) AS paused_at
+       (SELECT c.cancelled FROM campaigns c WHERE c.id = campaign_overview.id
+                                         AND c.account_id = campaign_overview.account_id) AS cancelled,
+       (SELECT c.paused_at FROM campaigns c WHERE c.id = campaign_overview.id
+                                         AND c.account_id = campaign_overview.account_id) AS paused_at
 FROM campaign_overview
 WHERE account_id = $1 AND id = $2;
 
@@ -36,8 +38,10 @@ RETURNING id;
 -- send, $7 ILIKE pattern over name and description, [$8, $9) the date window over created
 -- or scheduled time, ($10, $11) keyset position, $12 ascending, $13 limit.
 SELECT *,
-       (SELECT c.cancelled FROM campaigns c WHERE c.id = campaign_overview.id) AS cancelled,
-       (SELECT c.paused_at FROM campaigns c WHERE c.id = campaign_overview.id) AS paused_at
+       (SELECT c.cancelled FROM campaigns c WHERE c.id = campaign_overview.id
+                                         AND c.account_id = campaign_overview.account_id) AS cancelled,
+       (SELECT c.paused_at FROM campaigns c WHERE c.id = campaign_overview.id
+                                         AND c.account_id = campaign_overview.account_id) AS paused_at
 FROM campaign_overview
 WHERE account_id = $1
   AND ($2::text[] IS NULL OR status = ANY ($2::text[]))

@@ -8,7 +8,8 @@ SELECT count(*) AS total_campaigns,
        coalesce(sum(read), 0) AS total_read,
        coalesce(sum(failed), 0) AS total_failed,
        coalesce(sum(skipped), 0) AS total_skipped,
-       coalesce(sum((SELECT c.cancelled FROM campaigns c WHERE c.id = campaign_overview.id)), 0)
+       coalesce(sum((SELECT c.cancelled FROM campaigns c WHERE c.id = campaign_overview.id
+                                         AND c.account_id = campaign_overview.account_id)), 0)
            AS total_cancelled
 FROM campaign_overview
 WHERE account_id = $1

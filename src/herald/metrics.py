@@ -59,6 +59,14 @@ SEND_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS_S,
 )
 SENDS_IN_FLIGHT = Gauge("herald_sends_in_flight", "Provider requests awaiting an answer.")
+RECONCILED = Counter(
+    "herald_reconciled_total",
+    "Work found in PostgreSQL that Kafka no longer carried, put back on its path: batches "
+    "published again, fallback work published again, confirmed campaigns admitted.",
+    ["kind"],
+)
+for _kind in ("batches", "fallbacks", "admitted"):
+    RECONCILED.labels(kind=_kind)
 API_AUTH_FAILURES = Counter(
     "herald_api_auth_failures_total",
     "API requests refused for their credentials: missing, invalid (no live key has it) or "

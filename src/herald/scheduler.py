@@ -25,7 +25,7 @@ from herald.constants import TOPIC_DISPATCH_BATCHES
 from herald.domain.events import EventError, parse_campaign_confirmed
 from herald.domain.work import batch_to_wire
 from herald.settings import Settings
-from herald.store import campaigns
+from herald.store import campaigns, reconcile
 from herald.store.db import TRANSIENT, translate
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,27 @@ class Scheduler:
         await loops.every(
             "scheduler tick", self.settings.scheduler_poll_s, self.tick, stop, lambda: self._wake
         )
+
+    async def reconcile_forever(self, stop: anyio.Event) -> None:
+        """Put back, every reconcile_interval_s, the work PostgreSQL says is owed and Kafka
+        no longer carries (store/reconcile.py)."""
+        await loops.every("reconcile", self.settings.reconcile_interval_s, self.reconcile, stop)
+
+    async def reconcile(self) -> bool:
+        repaired = await reconcile.repair(self.pool, after_s=self.settings.reconcile_after_s)
+        for kind in ("batches", "fallbacks", "admitted"):
+            metrics.RECONCILED.labels(kind=kind).inc(getattr(repaired, kind))
+        if repaired.total:
+            # Work coming back means Kafka lost it: worth a line an operator sees.
+            log.warning(
+                "reconciled lost work: %d batches, %d fallbacks, %d campaigns admitted",
+                repaired.batches,
+                repaired.fallbacks,
+                repaired.admitted,
+                extra={"event": "reconciled"},
+            )
+            self._wake.set()
+        return False
 
     async def tick(self) -> bool:
         """One round; True when there may be more work right away."""

@@ -246,6 +246,14 @@ class Settings:
         "Share of those sends that may fail at the provider before the campaign is paused",
         default=0.5,
     )
+    reconcile_interval_s: float = _doc(
+        "How often the scheduler looks in PostgreSQL for work Kafka lost", default=30.0
+    )
+    reconcile_after_s: float = _doc(
+        "How long published work may sit untouched before it is published again (a running "
+        "batch stamps its progress per chunk)",
+        default=120.0,
+    )
     sweep_interval_s: float = _doc(
         "How often fallback work, parked callbacks and fallback windows are swept", default=0.5
     )

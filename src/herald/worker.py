@@ -31,7 +31,7 @@ from herald.domain.status import RecipientStatus, StatusEvent, to_wire
 from herald.domain.work import BatchItem, FallbackItem, parse_work
 from herald.providers.directory import Directory
 from herald.settings import Settings
-from herald.store import campaigns, recipients
+from herald.store import campaigns, recipients, reconcile
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ class Worker:
             await self._publish(event.campaign_id, delivered.events)
             if delivered.held:
                 return "paused"
+            await reconcile.touch_batch(self.pool, item.campaign_id, item.batch_no)
         await campaigns.mark_batch_done(self.pool, item.campaign_id, item.batch_no)
         metrics.BATCHES_DISPATCHED.inc()
         return "done"

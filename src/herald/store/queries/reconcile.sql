@@ -1,0 +1,34 @@
+-- name: touch_batch
+-- A worker's checkpoint: the batch is alive, so the reconciler leaves it alone.
+UPDATE batches SET progress_at = now() WHERE campaign_id = $1 AND batch_no = $2;
+
+-- name: stale_batches
+-- Batches published but neither done nor moving for $1 seconds, of campaigns that still
+-- send (or mark their unsent recipients cancelled): their message was lost (a broker that
+-- came back empty, retention, an offset reset). Unpublished again, so the scheduler
+-- publishes them anew; a batch that is in fact still running finds nothing left to send.
+UPDATE batches b SET published_at = NULL, progress_at = NULL
+FROM campaigns c
+WHERE c.id = b.campaign_id AND c.status IN ('sending', 'cancelled')
+  AND b.done_at IS NULL AND b.published_at IS NOT NULL
+  AND greatest(b.published_at, coalesce(b.progress_at, b.published_at))
+      < now() - make_interval(secs => $1)
+RETURNING b.campaign_id, b.batch_no;
+
+-- name: stale_fallbacks
+-- Fallback work published $1 seconds ago and still not taken: published again by the status
+-- role's sweep.
+UPDATE recipients SET fallback_published_at = NULL
+WHERE next_attempt IS NOT NULL AND fallback_published_at IS NOT NULL
+  AND fallback_published_at < now() - make_interval(secs => $1)
+RETURNING campaign_id, id;
+
+-- name: unadmitted
+-- Campaigns confirmed through the API $1 seconds ago whose campaign.confirmed never reached
+-- the scheduler: admitted from the event the draft keeps.
+SELECT d.account_id, d.id, d.event FROM campaign_drafts d
+WHERE d.confirmed_at < now() - make_interval(secs => $1)
+  AND d.deleted_at IS NULL AND d.event IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = d.id AND c.account_id = d.account_id)
+ORDER BY d.confirmed_at
+LIMIT $2;

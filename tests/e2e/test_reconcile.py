@@ -99,12 +99,29 @@ async def test_each_rule_puts_back_only_what_is_owed(pg_url: str) -> None:
             f" {old})",
             raw,
         )
+        # A third campaign finished every batch, but its worker's status events were lost:
+        # recipients 51 to 60 (batch 3) are still queued.
+        raw = _event("stranded", "acme")
+        event = parse_campaign_confirmed(raw)
+        assert await campaigns.insert(pool, event, raw)
+        async with pool.acquire() as conn, conn.transaction():
+            await campaigns.expand(conn, event)
+        await pool.execute(
+            f"UPDATE batches SET published_at = {old}, done_at = {old}"
+            " WHERE campaign_id = 'stranded'"
+        )
+        await pool.execute(
+            "UPDATE recipients SET status = 'delivered' WHERE campaign_id = 'stranded' AND id <= 50"
+        )
+        await pool.execute(
+            "UPDATE campaigns SET final = 50, status = 'sending' WHERE id = 'stranded'"
+        )
         repaired = await reconcile.repair(pool, after_s=60)
-        assert (repaired.batches, repaired.fallbacks, repaired.admitted) == (1, 4, 1)
+        assert (repaired.batches, repaired.fallbacks, repaired.admitted) == (2, 4, 1)
         unpublished = await pool.fetch(
             "SELECT campaign_id, batch_no FROM batches WHERE published_at IS NULL"
         )
-        assert [tuple(r.values()) for r in unpublished] == [("live", 3)]
+        assert sorted(tuple(r.values()) for r in unpublished) == [("live", 3), ("stranded", 3)]
         assert await pool.fetchval("SELECT status FROM campaigns WHERE id = 'drafted'") == (
             "scheduled"
         )

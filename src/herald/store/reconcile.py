@@ -34,6 +34,7 @@ async def touch_batch(pool: asyncpg.Pool, campaign_id: str, batch_no: int) -> No
 
 async def repair(pool: asyncpg.Pool, *, after_s: float, limit: int = 1000) -> Repaired:
     batches = await pool.fetch(sql("reconcile", "stale_batches"), after_s)
+    batches += await pool.fetch(sql("reconcile", "stranded_batches"), after_s)
     fallbacks = await pool.fetch(sql("reconcile", "stale_fallbacks"), after_s)
     admitted = unreadable = 0
     for row in await pool.fetch(sql("reconcile", "unadmitted"), after_s, limit):

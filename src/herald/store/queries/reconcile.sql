@@ -15,6 +15,24 @@ WHERE c.id = b.campaign_id AND c.status IN ('sending', 'cancelled')
       < now() - make_interval(secs => $1)
 RETURNING b.campaign_id, b.batch_no;
 
+-- name: stranded_batches
+-- A campaign all of whose batches are done ($1 seconds ago and more) but some of whose
+-- recipients are still queued: the worker's status events were lost after it finished
+-- (Kafka kept nothing). Those batches run again; the worker finds the attempt rows and
+-- publishes the recorded outcomes again, or sends what was never sent. Recipients held for
+-- quiet hours or waiting for their next channel are not stranded: other paths own them.
+UPDATE batches b SET published_at = NULL, done_at = NULL, progress_at = NULL
+FROM campaigns c
+WHERE c.id = b.campaign_id AND c.status IN ('sending', 'cancelled')
+  AND c.final < c.total_recipients
+  AND b.done_at < now() - make_interval(secs => $1)
+  AND NOT EXISTS (SELECT 1 FROM batches o WHERE o.campaign_id = c.id AND o.done_at IS NULL)
+  AND EXISTS (
+      SELECT 1 FROM recipients r
+      WHERE r.campaign_id = b.campaign_id AND r.id BETWEEN b.first_id AND b.last_id
+        AND r.status = 'queued' AND r.hold_until IS NULL AND r.next_attempt IS NULL)
+RETURNING b.campaign_id, b.batch_no;
+
 -- name: stale_fallbacks
 -- Fallback work published $1 seconds ago and still not taken: published again by the status
 -- role's sweep.

@@ -48,6 +48,22 @@ def on_result(current: BreakerState, *, ok: bool, now_s: float) -> BreakerState:
     return replace(current, failures=failures)
 
 
+def refused(current: BreakerState, *, now_s: float) -> BreakerState:
+    """The provider refused the credential: open at once (one answer is enough, and every
+    further send would be refused too), backing off while it stays refused."""
+    cooldown_s = COOLDOWN_S
+    if current.state is not State.CLOSED:
+        cooldown_s = min(MAX_COOLDOWN_S, current.cooldown_s * 2)
+    return replace(
+        current,
+        state=State.OPEN,
+        failures=max(current.failures, FAILURES_TO_OPEN),
+        opened_at_s=now_s,
+        cooldown_s=cooldown_s,
+        trial_in_flight=False,
+    )
+
+
 def admit(current: BreakerState, *, now_s: float) -> tuple[bool, BreakerState]:
     """Whether a send may go now, and the state after letting it (a trial takes the slot)."""
     if current.state is State.CLOSED:
@@ -77,3 +93,6 @@ class Breaker:
 
     def record(self, *, ok: bool) -> None:
         self.state = on_result(self.state, ok=ok, now_s=time.monotonic())
+
+    def trip(self) -> None:
+        self.state = refused(self.state, now_s=time.monotonic())

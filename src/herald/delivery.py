@@ -485,7 +485,18 @@ class Delivery:
             )
             outcome = "accepted" if result.accepted else str(result.error_class)
             metrics.SENDS.labels(channel=channel, provider=provider.name, outcome=outcome).inc()
-            breaker.record(ok=result.error_class not in _PROVIDER_TROUBLE)
+            if result.error_class is ErrorClass.UNAUTHORIZED:
+                # Holding, not trying: the breaker keeps every send of this provider account
+                # waiting until its credential works again, and no recipient fails for it.
+                breaker.trip()
+                metrics.PROVIDER_UNAUTHORIZED.labels(provider=provider.name).inc()
+                log.warning(
+                    "%s refused herald's credential: sends held until it works again",
+                    provider.name,
+                    extra={"event": "provider_unauthorized", "provider": provider.name},
+                )
+            else:
+                breaker.record(ok=result.error_class not in _PROVIDER_TROUBLE)
             metrics.set_breaker_state(
                 provider=provider.name, channel=channel, state=breaker.state.state
             )
@@ -496,6 +507,8 @@ class Delivery:
                     bucket.throttled(result.retry_after_s)
                 elif result.accepted:
                     bucket.succeeded()
+            if result.error_class is ErrorClass.UNAUTHORIZED:
+                continue
             if result.accepted or result.error_class not in (
                 ErrorClass.RETRYABLE,
                 ErrorClass.RATE_LIMITED,

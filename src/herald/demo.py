@@ -14,11 +14,13 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import aiohttp
 import anyio
+import asyncpg
 import orjson
 
 from herald import embedded, process, runner
@@ -27,6 +29,7 @@ from herald.bus.producer import producer as kafka_producer
 from herald.constants import EVENT_CAMPAIGN_CONFIRMED, TOPIC_CAMPAIGN_EVENTS
 from herald.domain.channels import Channel, SendingMode, chain
 from herald.settings import Settings
+from herald.simulator.viber import MAX_USERS_PER_REQUEST, USERS_PATH
 from herald.store import accounts, campaigns, contacts, db
 
 DEMO_TAG = "demo"
@@ -112,6 +115,37 @@ async def demo(settings: Settings, recipients: int, mode: SendingMode, as_json: 
     return 0 if ok else 1
 
 
+async def link_viber_users(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    account_id: str,
+    *,
+    linked: Callable[[str], bool] = lambda phone: True,
+    timeout_s: float = 60,
+) -> int:
+    """Links the account's contacts whose phone `linked` accepts; returns once herald has
+    learned every one of their user ids (how many)."""
+    chosen = [
+        (cid, phone) for cid, phone in await contacts.phones(pool, account_id) if linked(phone)
+    ]
+    url = f"{settings.simulator_url}{USERS_PATH}"
+    async with aiohttp.ClientSession() as session:
+        for start in range(0, len(chosen), MAX_USERS_PER_REQUEST):
+            users = [
+                {"phone": phone, "context": contact_id}
+                for contact_id, phone in chosen[start : start + MAX_USERS_PER_REQUEST]
+            ]
+            async with session.post(url, json=users) as answer:
+                if answer.status != 201:
+                    raise RuntimeError(f"the simulator refused Viber users: {await answer.text()}")
+    # The links arrive through callbacks (simulator, ingress, status role): poll for them.
+    with anyio.fail_after(timeout_s):
+        while True:
+            if await contacts.identities(pool, account_id, Channel.VIBER.value) >= len(chosen):
+                return len(chosen)
+            await anyio.sleep(0.1)
+
+
 async def _campaign(settings: Settings, recipients: int, mode: SendingMode) -> dict[str, Any]:
     account_id = f"demo-{uuid.uuid4().hex[:12]}"
     campaign_id = str(uuid.uuid4())
@@ -126,6 +160,10 @@ async def _campaign(settings: Settings, recipients: int, mode: SendingMode) -> d
             nameless_every=NAMELESS_EVERY,
             bad_phone_every=BAD_PHONE_EVERY,
         )
+        if Channel.VIBER in chain(mode):
+            # Viber addresses user ids: the demo's contacts open the bot through a deep link
+            # carrying their contact id, as real users would.
+            await link_viber_users(settings, pool, account_id)
         event = campaign_event(
             campaign_id=campaign_id, account_id=account_id, mode=mode, tags=[DEMO_TAG]
         )

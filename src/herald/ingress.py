@@ -30,6 +30,7 @@ from herald.constants import (
     PATH_CALLBACK_WHATSAPP,
     TOPIC_STATUS_EVENTS,
 )
+from herald.domain import identities
 from herald.domain.channels import Channel
 from herald.domain.status import StatusEvent, to_wire
 from herald.providers import email, rbm, twilio, viber, whatsapp
@@ -37,6 +38,9 @@ from herald.providers._http import CallbackError
 from herald.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The secret_ref (HERALD_SECRET_<name>) of a Twilio Webhooks SharedKey, for webhooks that
+# carry X-Twilio-Webhooks-Signature-Settings.
 
 # SendGrid posts event batches of up to about 768 KB.
 MAX_CALLBACK_BYTES = 1024 * 1024
@@ -82,24 +86,38 @@ class Ingress:
         return app
 
     async def twilio(self, request: web.Request) -> web.Response:
+        # A Webhooks Rule signs with its SharedKey (the algorithm named in this header);
+        # without the header Twilio signs with the Auth Token and HMAC-SHA1.
+        signed_with = request.headers.get(twilio.HEADER_SIGNATURE_SETTINGS)
+        secret = (
+            self.settings.twilio_auth_token.value
+            if signed_with is None
+            else self.settings.twilio_webhook_shared_key.value
+        )
         try:
             form = await request.post()
         except (UnicodeDecodeError, ValueError):
             # Undecodable cannot be signed: treated as any other unsigned request.
-            return _unsigned(
-                request, "twilio", "X-Twilio-Signature", self.settings.twilio_auth_token.value
-            )
-        params = {k: str(v) for k, v in form.items()}
+            return _unsigned(request, "twilio", twilio.HEADER_SIGNATURE, secret)
+        pairs = [(k, str(v)) for k, v in form.items()]
         # Twilio signs the URL it was given: herald's public ingress URL plus path and query.
         url = f"{self.settings.ingress_url}{request.path_qs}"
-        token = self.settings.twilio_auth_token.value
-        signature = request.headers.get("X-Twilio-Signature")
-        if not token or not twilio.verify_signature(url, params, token, signature):
-            return _unsigned(request, "twilio", "X-Twilio-Signature", token)
+        if not secret or not twilio.verify_signature(
+            url,
+            pairs,
+            secret,
+            request.headers.get(twilio.HEADER_SIGNATURE),
+            algorithm=twilio.signature_algorithm(signed_with),
+        ):
+            return _unsigned(request, "twilio", twilio.HEADER_SIGNATURE, secret)
+        params = dict(pairs)
         try:
             event = twilio.parse_callback(params, request.query.get("m", ""), _now_ms())
         except CallbackError as exc:
             return _malformed("twilio", exc.reason)
+        if event is None and (reason := twilio.ignored_reason(params)) is not None:
+            # Answered 2xx all the same: a 4xx would make Twilio retry it for nothing.
+            log.info("twilio callback ignored: %s", reason, extra={"event": "callback_ignored"})
         return await self._publish("twilio", [event] if event else [])
 
     async def whatsapp_challenge(self, request: web.Request) -> web.Response:
@@ -153,9 +171,21 @@ class Ingress:
         ):
             return _unsigned(request, "viber", "X-Viber-Content-Signature", token)
         try:
-            event = viber.parse_callback(_json(body), _now_ms())
+            payload = _json(body)
+            event = viber.parse_callback(payload, _now_ms())
+            learned = viber.parse_identity(payload, _now_ms())
         except CallbackError as exc:
             return _malformed("viber", exc.reason)
+        if learned is not None:
+            # Who a Viber user is goes to the status consumer on the same topic, keyed by the
+            # user id so that a subscribe and a later unsubscribe stay in order.
+            try:
+                await self.batcher.add(f"viber:user:{learned.address}", identities.to_wire(learned))
+            except KafkaError:
+                metrics.CALLBACKS.labels(provider="viber", outcome="unavailable").inc()
+                return _error(503, "kafka", "status events cannot be stored right now")
+            metrics.CALLBACKS.labels(provider="viber", outcome="accepted").inc()
+            return web.Response(status=200)
         return await self._publish("viber", [event] if event else [], ok_status=200)
 
     async def email(self, request: web.Request) -> web.Response:

@@ -59,6 +59,12 @@ SEND_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS_S,
 )
 SENDS_IN_FLIGHT = Gauge("herald_sends_in_flight", "Provider requests awaiting an answer.")
+PROVIDER_UNAUTHORIZED = Counter(
+    "herald_provider_unauthorized_total",
+    "Sends a provider refused for herald's credential (expired or revoked); the provider "
+    "account's breaker holds its work until the credential works again.",
+    ["provider"],
+)
 RECONCILED = Counter(
     "herald_reconciled_total",
     "Work found in PostgreSQL that Kafka no longer carried, put back on its path: batches "
@@ -330,6 +336,7 @@ SKIP_REASONS: Final = (
     "no_channel_left",
     "no_content",
     "no_provider",
+    "no_viber_identity",
     "opted_out",
     "quiet_hours_held",
 )
@@ -378,6 +385,7 @@ def initialise_worker(providers: Iterable[tuple[str, str]]) -> None:
             SENDS.labels(channel=channel, provider=provider, outcome=outcome)
         SEND_DURATION.labels(channel=channel, provider=provider)
         AMBIGUOUS_RESENDS.labels(channel=channel, provider=provider)
+        PROVIDER_UNAUTHORIZED.labels(provider=provider)
         RATE_LIMIT_WAIT.labels(channel=channel)
         # A new breaker is closed: this is its true state, not a placeholder.
         set_breaker_state(provider=provider, channel=channel, state=BreakerState.CLOSED)

@@ -9,8 +9,8 @@ needs one still missing refuses to start and names it. A pure function of the se
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from herald.domain.channels import Channel
@@ -30,6 +30,11 @@ class ChannelVariables:
     credentials: tuple[str, ...]
     send: tuple[str, ...]
     verify: tuple[str, ...]
+    # A name counts as set when it or any of its alternatives is (its "any of").
+    alternatives: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def is_set(self, settings: Settings, name: str) -> bool:
+        return any(_is_set(settings, n) for n in (name, *self.alternatives.get(name, ())))
 
 
 # Settings field names per channel.
@@ -52,8 +57,10 @@ VARIABLES: dict[Channel, ChannelVariables] = {
     ),
     Channel.RCS: ChannelVariables(
         credentials=("rbm_agent_id", "rbm_token", "rbm_client_token"),
+        # Production mints access tokens from the service-account key; a fixed token also works.
         send=("rbm_base_url", "rbm_agent_id", "rbm_token"),
         verify=("rbm_client_token",),
+        alternatives={"rbm_token": ("rbm_service_account_json",)},
     ),
     Channel.VIBER: ChannelVariables(
         credentials=("viber_auth_token",),
@@ -64,6 +71,8 @@ VARIABLES: dict[Channel, ChannelVariables] = {
         credentials=("smtp_host", "email_webhook_public_key"),
         send=("smtp_host",),
         verify=("email_webhook_public_key",),
+        # HERALD_EMAIL_TRANSPORT=sendgrid sends through the v3 API with its key instead.
+        alternatives={"smtp_host": ("sendgrid_api_key",)},
     ),
 }
 
@@ -101,7 +110,7 @@ def check(
     enabled: set[Channel] = set()
     disabled: dict[Channel, tuple[str, ...]] = {}
     for channel, names in VARIABLES.items():
-        if not any(_is_set(settings, name) for name in names.credentials):
+        if not any(names.is_set(settings, name) for name in names.credentials):
             disabled[channel] = tuple(env_name(n) for n in names.credentials)
             continue
         enabled.add(channel)
@@ -110,7 +119,7 @@ def check(
         )
         for name in needed:
             variable = env_name(name)
-            if not _is_set(settings, name) and variable not in missing:
+            if not names.is_set(settings, name) and variable not in missing:
                 missing.append(variable)
     return Preflight(enabled=frozenset(enabled), disabled=disabled, missing=tuple(missing))
 

@@ -140,6 +140,11 @@ class Settings:
     twilio_auth_token: Secret = _doc(
         "Twilio Auth Token (also verifies X-Twilio-Signature)", default=Secret("")
     )
+    twilio_webhook_shared_key: Secret = _doc(
+        "The SharedKey of a Twilio Webhooks Rule (callbacks signed HMAC-SHA256, named by "
+        "X-Twilio-Webhooks-Signature-Settings); empty: only Auth Token signatures",
+        default=Secret(""),
+    )
     twilio_from: str = _doc("Default SMS sender when an event names none", default="")
     whatsapp_base_url: str = _doc(
         "WhatsApp Cloud API base URL; empty in development means the simulator",
@@ -148,7 +153,7 @@ class Settings:
     whatsapp_graph_version: str = _doc(
         "Graph API version of the WhatsApp Cloud API calls (Meta retires each about two years "
         "after its release)",
-        default="v24.0",
+        default="v25.0",
     )
     whatsapp_phone_number_id: str = _doc("WhatsApp sender phone number id", default="")
     whatsapp_access_token: Secret = _doc("WhatsApp Cloud API access token", default=Secret(""))
@@ -370,6 +375,7 @@ DEVELOPMENT: Final[Mapping[str, Any]] = {
     "rbm_token": Secret("herald-dev-rbm-token"),
     "rbm_client_token": Secret("herald-dev-rbm-client-token"),
     "viber_auth_token": Secret("herald-dev-viber-token"),
+    "sendgrid_api_key": Secret("herald-dev-sendgrid-key"),
 }
 
 

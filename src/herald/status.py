@@ -28,7 +28,9 @@ from aiokafka import ConsumerRecord, TopicPartition
 from herald import metrics
 from herald.bus import codec
 from herald.bus.consumer import DeadLetter
+from herald.domain import identities
 from herald.domain.channels import Channel, SendingMode, chain
+from herald.domain.identities import IdentityEvent
 from herald.domain.status import (
     WINDOW_EXPIRED,
     CounterDelta,
@@ -41,7 +43,7 @@ from herald.domain.status import (
     is_unresolved,
     to_wire,
 )
-from herald.store import attempts, campaigns, parked, recipients
+from herald.store import attempts, campaigns, contacts, parked, recipients
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +74,25 @@ class StatusFolder:
 
     async def _handle(self, records: Sequence[ConsumerRecord]) -> bool:
         events: list[tuple[ConsumerRecord, StatusEvent]] = []
+        learned: list[IdentityEvent] = []
         for record in records:
             try:
                 raw = codec.decode(record.value)
                 if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
                     raise ValueError("status record must be an object with an events list")
-                parsed = [from_wire(item) for item in raw["events"]]
+                # Channel identities (a Viber user subscribing) travel on the same topic.
+                known = [
+                    identities.from_wire(i) for i in raw["events"] if identities.is_identity(i)
+                ]
+                parsed = [from_wire(i) for i in raw["events"] if not identities.is_identity(i)]
             except (codec.DecodeError, ValueError) as exc:
                 await self.dead_letter.send(record, f"invalid_status: {exc}")
                 continue
             events.extend((record, e) for e in parsed)
+            learned.extend(known)
+        if learned:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await contacts.apply_identities(conn, learned)
         if events:
             result = await self.fold([e for _, e in events])
             if result.orphans:

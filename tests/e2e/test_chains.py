@@ -1,5 +1,10 @@
 """Every sending mode end to end, at once: each campaign's counters, by final state and by
-channel, equal what the simulator's per-number behaviour implies for its fallback chain."""
+channel, equal what the simulator's per-number behaviour implies for its fallback chain.
+
+Viber addresses user ids: the Viber campaign's contacts open the simulator's bot through a deep
+link carrying their contact id (the simulator posts the signed conversation_started and
+subscribed callbacks through the ingress to the status role), except every VIBER_UNLINKED_EVERY
+-th, which herald knows no Viber user for and skips."""
 
 from __future__ import annotations
 
@@ -14,8 +19,14 @@ from herald.settings import Settings
 from herald.simulator.outcomes import expected_path, reads
 from herald.store import accounts, campaigns, contacts, db
 from tests.pipeline import publish_event, running, wait_completed
+from tests.viber_users import link_viber_users
 
 RECIPIENTS = 300
+VIBER_UNLINKED_EVERY = 7
+
+
+def viber_linked(g: int) -> bool:
+    return g % VIBER_UNLINKED_EVERY != 3
 
 
 def expected(mode: SendingMode, n: int) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
@@ -30,12 +41,16 @@ def expected(mode: SendingMode, n: int) -> tuple[dict[str, int], dict[str, dict[
             totals.update(["sent", "delivered"])
             continue
         phone = f"+{FIRST_PHONE + g}"
+        path = expected_path(phone, chain(mode), viber_linked=viber_linked(g))
+        if not path:
+            totals["skipped"] += 1  # no Viber user id: not reachable on Viber
+            continue
         accepted = False
         final = "failed"
-        for channel, status in expected_path(phone, chain(mode)):
+        for channel, status in path:
             counts = by_channel.setdefault(channel.value, Counter())
             # "failed" is an asynchronous failure after the provider took the message; a
-            # synchronous refusal ("unreachable": RCS 404, Viber 5; "rejected": SMS 21211 or
+            # synchronous refusal ("unreachable": RCS 404, Viber 6; "rejected": SMS 21211 or
             # 21610) was never taken.
             if status in ("delivered", "read", "failed"):
                 counts["sent"] += 1
@@ -68,6 +83,13 @@ async def test_every_chain(settings: Settings) -> None:
                 nameless_every=NAMELESS_EVERY,
                 bad_phone_every=BAD_PHONE_EVERY,
             )
+            if Channel.VIBER in chain(mode):
+                await link_viber_users(
+                    settings,
+                    pool,
+                    account_id,
+                    linked=lambda phone: viber_linked(int(phone[1:]) - FIRST_PHONE),
+                )
             campaign_id = str(uuid.uuid4())
             await publish_event(
                 settings,

@@ -18,11 +18,12 @@ import asyncpg
 
 from herald import runner
 from herald.demo import FIRST_PHONE, campaign_event
-from herald.domain.channels import SendingMode
+from herald.domain.channels import Channel, SendingMode, chain
 from herald.process import ChildRole
 from herald.settings import Settings
 from herald.store import accounts
 from tests.pipeline import publish_event
+from tests.viber_users import link_viber_users
 
 # Every role a campaign passes through (the control-plane API and its relay are not needed).
 PIPELINE: Final = frozenset(runner.ROLES) - {"api", "relay"}
@@ -140,6 +141,10 @@ async def campaign(
     )
     event = campaign_event(campaign_id=campaign_id, account_id=account_id, mode=mode, tags=[tag])
     event["batch_size"] = batch_size
+    if Channel.VIBER in chain(mode):
+        # Viber addresses user ids, learned from the users' own callbacks (simulator, ingress
+        # and the status role must be running).
+        await link_viber_users(settings, pool, account_id)
     if publish:
         await publish_event(settings, event)
     return Campaign(

@@ -186,3 +186,47 @@ async def test_other_accounts_see_nothing(alice: Caller, bob: Caller) -> None:
     assert data(await bob.get("/v1/contacts", search="jane")) == []
     assert data(await alice.get(f"/v1/contacts/{cid}"))["first_name"] == "Jane"
     error(await bob.get("/v1/contacts/not-a-uuid"), 404, "contact_not_found")
+
+
+async def test_viber_user_id_is_set_moved_and_cleared(alice: Caller, bob: Caller) -> None:
+    body = {**JANE, "viber_user_id": "01234567890A="}
+    jane = data(await alice.post("/v1/contacts", body), 201)
+    assert jane["viber_user_id"] == "01234567890A="
+    assert data(await alice.get(f"/v1/contacts/{jane['id']}"))["viber_user_id"] == "01234567890A="
+    listed = data(await alice.get("/v1/contacts"))
+    assert [c["viber_user_id"] for c in listed] == ["01234567890A="]
+
+    # Another account's bot user is another contact's business.
+    other = data(await bob.post("/v1/contacts", {**body, "phone": "+14155550000"}), 201)
+    assert other["viber_user_id"] == "01234567890A="
+
+    # Set on another contact of the account, the user id moves there.
+    john = data(await alice.post("/v1/contacts", {"phone": "+14155550001"}), 201)
+    assert john["viber_user_id"] is None
+    moved = data(await alice.put(f"/v1/contacts/{john['id']}", {"viber_user_id": "01234567890A="}))
+    assert moved["viber_user_id"] == "01234567890A="
+    assert data(await alice.get(f"/v1/contacts/{jane['id']}"))["viber_user_id"] is None
+    assert data(await bob.get(f"/v1/contacts/{other['id']}"))["viber_user_id"] == "01234567890A="
+
+    # Other changes keep it; null clears it.
+    kept = data(await alice.put(f"/v1/contacts/{john['id']}", {"first_name": "John"}))
+    assert kept["viber_user_id"] == "01234567890A="
+    cleared = data(await alice.put(f"/v1/contacts/{john['id']}", {"viber_user_id": None}))
+    assert cleared["viber_user_id"] is None
+
+    # Not the account's contact: 404, and nothing is linked.
+    error(
+        await bob.put(f"/v1/contacts/{john['id']}", {"viber_user_id": "zz"}),
+        404,
+        "contact_not_found",
+    )
+    assert data(await alice.get(f"/v1/contacts/{john['id']}"))["viber_user_id"] is None
+
+
+@pytest.mark.parametrize("value", ["", "has space", "x" * 201, 12345])
+async def test_viber_user_id_is_validated(alice: Caller, value: object) -> None:
+    error(
+        await alice.post("/v1/contacts", {**JANE, "viber_user_id": value}),
+        422,
+        "validation_failed",
+    )

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from herald.domain.channels import Channel
+from herald.domain.identities import IdentityEvent
 from herald.domain.status import RecipientStatus, StatusEvent, message_id
 from herald.providers import rbm, viber, whatsapp
 from herald.providers.base import ErrorClass, OutboundMessage, SendResult, WhatsAppTemplate
@@ -236,6 +237,11 @@ def rbm_events(hooks: list[Hook]) -> list[StatusEvent]:
     return events
 
 
+def vuser(sim: Simulator, phone: str) -> str:
+    """The Viber user id of a subscriber the bot already had, on phone (outcomes.py)."""
+    return sim.viber_users.add_user(phone, context=None, announce=False)
+
+
 def viber_events(hooks: list[Hook]) -> list[StatusEvent]:
     events: list[StatusEvent] = []
     for hook in hooks:
@@ -343,10 +349,15 @@ async def test_rbm_capable_number_delivered_then_read(
     message = outbound(Channel.RCS, READER, 4)
     result = await rbm_provider(session, sim).send(message)
     assert result.accepted
-    assert result.provider_message_id == message.message_id
+    # RBM's messageId is a UUID per attempt; its events name only that id (the status
+    # consumer resolves it through the attempt's recorded provider_message_id).
+    assert result.provider_message_id == rbm.rbm_message_id(message.message_id)
     events = rbm_events(await receiver.wait_for("/callbacks/rbm", 2))
     assert [e.status for e in events] == [RecipientStatus.DELIVERED, RecipientStatus.READ]
-    assert all((e.campaign_id, e.recipient_id, e.channel) == ("camp-1", 4, "rcs") for e in events)
+    assert all(
+        (e.campaign_id, e.provider_message_id, e.channel) == ("", result.provider_message_id, "rcs")
+        for e in events
+    )
     push = receiver.on("/callbacks/rbm")[0].json()
     assert push["subscription"].endswith("/subscriptions/rbm-agent-subscription")
     assert push["message"]["messageId"]
@@ -355,8 +366,14 @@ async def test_rbm_capable_number_delivered_then_read(
 async def test_rbm_number_without_rcs_is_unreachable_at_once(
     sim: Simulator, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    result = await rbm_provider(session, sim).send(outbound(Channel.RCS, WA_ONLY))
-    assert_refused(result, ErrorClass.UNREACHABLE, "NOT_FOUND")
+    message = outbound(Channel.RCS, WA_ONLY)
+    result = await rbm_provider(session, sim).send(message)
+    assert (result.accepted, result.error_class, result.error_code) == (
+        False,
+        ErrorClass.UNREACHABLE,
+        "NOT_FOUND",
+    )
+    assert result.provider_message_id == rbm.rbm_message_id(message.message_id)
     assert await sim.wait_idle(5)
     assert receiver.on("/callbacks/rbm") == []
     assert sim.stats.channel("rcs").rejected == 1
@@ -371,7 +388,8 @@ async def test_rbm_repeated_message_id_is_ignored_and_counted(
     second = await provider.send(message)
     assert first.accepted
     assert second.accepted
-    assert second.provider_message_id == message.message_id
+    assert second.provider_message_id == first.provider_message_id
+    assert first.provider_message_id == rbm.rbm_message_id(message.message_id)
     assert await sim.wait_idle(5)
     assert [e.status for e in rbm_events(receiver.on("/callbacks/rbm"))] == [
         RecipientStatus.DELIVERED
@@ -424,9 +442,38 @@ async def test_rbm_ttl_expiry_is_a_fallback_failure(
     assert await rbm_provider(session, sim).revoke(message.message_id, SLOW) is False
 
 
-async def test_rbm_wrong_token_is_permanent(sim: Simulator, session: aiohttp.ClientSession) -> None:
+async def test_rbm_wrong_token_holds_the_provider_never_fails_the_recipient(
+    sim: Simulator, session: aiohttp.ClientSession
+) -> None:
     result = await rbm_provider(session, sim, token="wrong").send(outbound(Channel.RCS, READER))
-    assert_refused(result, ErrorClass.PERMANENT, "UNAUTHENTICATED")
+    # Retryable: the breaker holds the work until the credential is fixed.
+    assert (result.accepted, result.error_class, result.error_code) == (
+        False,
+        ErrorClass.RETRYABLE,
+        "UNAUTHENTICATED",
+    )
+    assert sim.stats.channel("rcs").accepted == 0
+
+
+@pytest.mark.parametrize("message_id", ["camp-1.7.1", "", "not-a-uuid", "0" * 32])
+async def test_rbm_message_id_must_be_a_uuid(
+    sim: Simulator, session: aiohttp.ClientSession, message_id: str
+) -> None:
+    url = f"{sim.base_url}/v1/phones/{READER}/agentMessages"
+    async with session.post(
+        url,
+        params={"messageId": message_id, "agentId": AGENT},
+        json={"contentMessage": {"text": "hi"}},
+        headers={"Authorization": f"Bearer {RBM_TOKEN}"},
+    ) as response:
+        assert response.status == 400
+        body = await response.json()
+    assert body["error"]["code"] == 400
+    assert body["error"]["status"] == "INVALID_ARGUMENT"
+    (detail,) = body["error"]["details"]
+    assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    assert detail["fieldViolations"][0]["field"] == "message_id"
+    assert sim.stats.channel("rcs").accepted == 0
 
 
 # -- Viber --------------------------------------------------------------------------------
@@ -435,7 +482,7 @@ async def test_rbm_wrong_token_is_permanent(sim: Simulator, session: aiohttp.Cli
 async def test_viber_user_gets_delivered_and_seen(
     sim: Simulator, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    result = await viber_provider(session, sim).send(outbound(Channel.VIBER, READER))
+    result = await viber_provider(session, sim).send(outbound(Channel.VIBER, vuser(sim, READER)))
     assert result.accepted
     assert result.provider_message_id is not None
     assert result.provider_message_id.isdigit()
@@ -445,23 +492,95 @@ async def test_viber_user_gets_delivered_and_seen(
         # Unresolved: the status consumer finds the attempt by message_token.
         assert (event.campaign_id, event.recipient_id, event.attempt) == ("", 0, 0)
         assert event.provider_message_id == result.provider_message_id
-    assert receiver.on("/callbacks/viber")[0].json()["user_id"] == READER
+    assert receiver.on("/callbacks/viber")[0].json()["user_id"] == vuser(sim, READER)
 
 
-async def test_viber_non_user_is_status_5(
-    sim: Simulator, receiver: Receiver, session: aiohttp.ClientSession
+@pytest.mark.parametrize("receiver_id", [READER, "unknown-user-id="])
+async def test_viber_receiver_it_does_not_know_is_status_5(
+    sim: Simulator, receiver: Receiver, session: aiohttp.ClientSession, receiver_id: str
 ) -> None:
-    result = await viber_provider(session, sim).send(outbound(Channel.VIBER, WA_ONLY))
+    # A phone number is not a Viber user id, even a Viber user's.
+    vuser(sim, READER)
+    result = await viber_provider(session, sim).send(outbound(Channel.VIBER, receiver_id))
     assert_refused(result, ErrorClass.UNREACHABLE, "5")
     assert result.error_description == "receiverNotRegistered"
     assert await sim.wait_idle(5)
     assert receiver.on("/callbacks/viber") == []
 
 
+async def test_viber_user_not_subscribed_is_status_6(
+    sim: Simulator, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    provider = viber_provider(session, sim)
+    # Opened the conversation, never subscribed (WA_ONLY's phone is not a Viber user).
+    result = await provider.send(outbound(Channel.VIBER, vuser(sim, WA_ONLY)))
+    assert_refused(result, ErrorClass.UNREACHABLE, "6")
+    assert result.error_description == "receiverNotSubscribed"
+    # Subscribed, then left.
+    user_id = vuser(sim, READER)
+    assert sim.viber_users.remove_user(user_id)
+    result = await provider.send(outbound(Channel.VIBER, user_id, 2))
+    assert_refused(result, ErrorClass.UNREACHABLE, "6")
+    (hook,) = await receiver.wait_for("/callbacks/viber", 1)
+    assert viber.verify_signature(VIBER_TOKEN, hook.body, hook.headers["X-Viber-Content-Signature"])
+    assert viber.parse_identity(hook.json(), 0) == IdentityEvent(
+        channel="viber", address=user_id, linked=False, occurred_at_ms=hook.json()["timestamp"]
+    )
+
+
+async def test_viber_users_are_made_over_http_and_announced_signed(
+    sim: Simulator, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    contact = "7b0a1c7e-6f0e-4b8e-9d55-1f7f2f4a9c11"
+    url = f"{sim.base_url}/_simulator/viber/users"
+    async with session.post(url, json={"phone": READER, "context": contact}) as response:
+        assert response.status == 201
+        made = await response.json()
+    assert made == {"user_id": vuser(sim, READER), "subscribed": True}
+    assert not made["user_id"].startswith("+")
+    hooks = await receiver.wait_for("/callbacks/viber", 2)
+    payloads = [h.json() for h in hooks]
+    assert sorted(p["event"] for p in payloads) == ["conversation_started", "subscribed"]
+    for hook, payload in zip(hooks, payloads, strict=True):
+        header = hook.headers["X-Viber-Content-Signature"]
+        assert viber.verify_signature(VIBER_TOKEN, hook.body, header)
+        assert viber.parse_callback(payload, 0) is None
+    (started,) = [p for p in payloads if p["event"] == "conversation_started"]
+    assert viber.parse_identity(started, 0) == IdentityEvent(
+        channel="viber",
+        address=made["user_id"],
+        linked=True,
+        occurred_at_ms=started["timestamp"],
+        contact_ref=contact,
+    )
+    # The user can be sent to now; removing it posts `unsubscribed`.
+    assert (
+        await viber_provider(session, sim).send(outbound(Channel.VIBER, made["user_id"]))
+    ).accepted
+    async with session.delete(f"{url}/{made['user_id']}") as response:
+        assert response.status == 204
+    async with session.delete(f"{url}/nobody") as response:
+        assert response.status == 404
+    async with session.post(url, json={"context": contact}) as response:
+        assert response.status == 400
+    # Many at once, without callbacks (users the bot already had).
+    many = [{"phone": p, "announce": False} for p in (NO_READ, RCS_ONLY)]
+    async with session.post(url, json=many) as response:
+        assert response.status == 201
+        assert await response.json() == [
+            {"user_id": vuser(sim, NO_READ), "subscribed": True},
+            {"user_id": vuser(sim, RCS_ONLY), "subscribed": False},
+        ]
+    async with session.post(url, json=[{"phone": READER}, {"phone": 5}]) as response:
+        assert response.status == 400
+
+
 async def test_viber_wrong_token_is_permanent(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
-    result = await viber_provider(session, sim, token="wrong").send(outbound(Channel.VIBER, READER))
+    result = await viber_provider(session, sim, token="wrong").send(
+        outbound(Channel.VIBER, vuser(sim, READER))
+    )
     assert_refused(result, ErrorClass.PERMANENT, "2")
 
 
@@ -473,7 +592,7 @@ async def send_each(session: aiohttp.ClientSession, sim: Simulator, **kw: Any) -
         await twilio_provider(session, sim, **kw).send(outbound(Channel.SMS, READER)),
         await wa_provider(session, sim, **kw).send(outbound(Channel.WHATSAPP, READER)),
         await rbm_provider(session, sim, **kw).send(outbound(Channel.RCS, READER)),
-        await viber_provider(session, sim, **kw).send(outbound(Channel.VIBER, READER)),
+        await viber_provider(session, sim, **kw).send(outbound(Channel.VIBER, vuser(sim, READER))),
     ]
 
 
@@ -523,7 +642,10 @@ async def test_latency_is_added(receiver: Receiver, session: aiohttp.ClientSessi
     async with simulator(receiver, behaviour=Behaviour(latency_ms=100)) as sim:
         provider = viber_provider(session, sim)
         started = time.monotonic()
-        results = [await provider.send(outbound(Channel.VIBER, READER, n)) for n in range(1, 11)]
+        results = [
+            await provider.send(outbound(Channel.VIBER, vuser(sim, READER), n))
+            for n in range(1, 11)
+        ]
         elapsed = time.monotonic() - started
     assert all(r.accepted for r in results)
     assert 0.5 < elapsed < 3.0
@@ -546,7 +668,9 @@ async def test_slow_numbers_are_delivered_late(
     sim: Simulator, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
     started = time.monotonic()
-    assert (await viber_provider(session, sim).send(outbound(Channel.VIBER, SLOW))).accepted
+    assert (
+        await viber_provider(session, sim).send(outbound(Channel.VIBER, vuser(sim, SLOW)))
+    ).accepted
     await receiver.wait_for("/callbacks/viber", 1)
     assert time.monotonic() - started >= SLOW_MS / 1000
 
@@ -572,9 +696,13 @@ async def test_duplicate_sends_are_counted_per_channel(
             )
         ).accepted
         assert (await wa_provider(session, sim).send(outbound(Channel.WHATSAPP, READER))).accepted
-        assert (await viber_provider(session, sim).send(outbound(Channel.VIBER, READER))).accepted
+        assert (
+            await viber_provider(session, sim).send(outbound(Channel.VIBER, vuser(sim, READER)))
+        ).accepted
     # A different message to the same number is not a duplicate.
-    assert (await viber_provider(session, sim).send(outbound(Channel.VIBER, READER, 2))).accepted
+    assert (
+        await viber_provider(session, sim).send(outbound(Channel.VIBER, vuser(sim, READER), 2))
+    ).accepted
     async with session.get(f"{sim.base_url}/_simulator/stats") as response:
         stats = await response.json()
     assert stats["duplicates"] == {"sms": 1, "whatsapp": 1, "rcs": 0, "viber": 1}

@@ -22,7 +22,7 @@ from herald.domain.status import (
     for_recipient,
 )
 from herald.status import StatusFolder
-from herald.store import attempts, campaigns, db
+from herald.store import attempts, campaigns, db, drafts
 
 CAMPAIGN = "fold-c1"
 RECIPIENTS = 60
@@ -283,5 +283,76 @@ async def test_a_callback_moves_only_an_attempt_of_its_own_channel(pg_url: str) 
             CAMPAIGN,
         )
         assert [tuple(r.values()) for r in rows] == [(1, "queued"), (2, "queued"), (3, "read")]
+    finally:
+        await pool.close()
+
+
+async def test_the_recipient_row_follows_the_chain_after_a_late_fallback(pg_url: str) -> None:
+    """WhatsApp took the message, then reported 131026: while the next attempt is in flight
+    the recipient row names that attempt's channel and number, not WhatsApp's."""
+    pool = await db.create_pool(pg_url)
+    try:
+        raw = campaign_event(
+            campaign_id=CAMPAIGN, account_id="a", mode=SendingMode.WHATSAPP_RCS_SMS, tags=[]
+        )
+        raw["audience"] = {"destinations": ["+14155550001", "+14155550002"]}
+        event = parse_campaign_confirmed(raw)
+        assert await campaigns.insert(pool, event, raw)
+        async with pool.acquire() as conn, conn.transaction():
+            assert await campaigns.expand(conn, event) == 2
+        folder = StatusFolder(pool=pool, dead_letter=_NoDeadLetters())  # type: ignore[arg-type]
+
+        async def row(rid: int) -> tuple[str, str | None, int | None]:
+            (r,) = [
+                r
+                for r in await drafts.recipients(pool, CAMPAIGN, status=None, after_id=0, limit=9)
+                if r["id"] == rid
+            ]
+            return r["status"], r["channel"], r["attempt_no"]
+
+        def ev(rid: int, attempt: int, channel: str, status: S, **kw: Any) -> StatusEvent:
+            return StatusEvent(
+                campaign_id=CAMPAIGN,
+                recipient_id=rid,
+                attempt=attempt,
+                channel=channel,
+                status=status,
+                occurred_at_ms=0,
+                source=kw.pop("source", channel),
+                accepted=True,
+                **kw,
+            )
+
+        # A first attempt leaves the row alone (the fold names its channel).
+        await attempts.insert_pending(pool, CAMPAIGN, [1, 2], [1, 1], "whatsapp", "whatsapp")
+        assert await row(1) == ("queued", None, 1)
+        await folder.fold([ev(1, 1, "whatsapp", S.SENT, source="worker")])
+        await folder.fold([ev(2, 1, "whatsapp", S.SENT, source="worker")])
+        assert await row(1) == ("sent", "whatsapp", 1)
+
+        # The late failure hands recipient 1 over; its row still shows WhatsApp until...
+        result = await folder.fold(
+            [ev(1, 1, "whatsapp", S.FAILED, fallback=True, error_code="131026")]
+        )
+        assert result.fallbacks_due == 1
+        assert await row(1) == ("sent", "whatsapp", 1)
+
+        # ...the worker starts the next attempt: the row follows the chain.
+        await attempts.insert_pending(pool, CAMPAIGN, [1], [2], "rcs", "rcs")
+        assert await row(1) == ("sent", "rcs", 2)
+        await folder.fold([ev(1, 2, "rcs", S.SENT, source="worker")])
+        assert await row(1) == ("sent", "rcs", 2)
+        # Recorded again (a redelivered work item): nothing moves.
+        await attempts.insert_pending(pool, CAMPAIGN, [1], [2], "rcs", "rcs")
+        assert await row(1) == ("sent", "rcs", 2)
+
+        # A final recipient is never moved: recipient 2 was delivered on WhatsApp.
+        await folder.fold([ev(2, 1, "whatsapp", S.DELIVERED)])
+        await attempts.insert_pending(pool, CAMPAIGN, [2], [2], "rcs", "rcs")
+        assert (await row(2))[:2] == ("delivered", "whatsapp")
+
+        # A delivery the earlier channel reports late still wins, naming its channel.
+        await folder.fold([ev(1, 1, "whatsapp", S.DELIVERED)])
+        assert (await row(1))[:2] == ("delivered", "whatsapp")
     finally:
         await pool.close()

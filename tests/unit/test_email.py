@@ -475,3 +475,60 @@ def test_email_outcome(address: str, behaviour: AddressBehaviour, opens: bool) -
     outcome = email_outcome(address)
     assert outcome.behaviour is behaviour
     assert outcome.opens is opens
+
+
+# -- SendGrid: X-SMTPAPI unique_args and the v3 Mail Send adapter -----------------------
+
+
+def test_build_message_carries_smtpapi_unique_args() -> None:
+    from herald.providers.email import HEADER_SMTPAPI, unique_args
+
+    parsed = email.message_from_bytes(build_message(outbound()), policy=email.policy.default)
+    assert unique_args(str(parsed[HEADER_SMTPAPI])) == {"herald_message_id": "camp-1.7.2"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "", "not json", "[]", '{"unique_args": []}', '{"category": "x"}'],
+)
+def test_unique_args_of_anything_else_is_empty(value: str | None) -> None:
+    from herald.providers.email import unique_args
+
+    assert unique_args(value) == {}
+
+
+def test_unique_args_keeps_string_values_only() -> None:
+    from herald.providers.email import unique_args
+
+    assert unique_args('{"unique_args": {"a": "1", "b": 2}}') == {"a": "1"}
+
+
+def test_sendgrid_request_body() -> None:
+    from herald.providers.sendgrid import request_body
+
+    body = request_body(outbound())
+    assert body["personalizations"][0]["custom_args"] == {"herald_message_id": "camp-1.7.2"}
+    assert body["content"] == [{"type": "text/plain", "value": outbound().body}]
+    with pytest.raises(ValueError):
+        request_body(outbound(to="x\r\n@y"))
+    with pytest.raises(ValueError):
+        request_body(outbound(sender="nobody"))
+    assert "subject" not in request_body(outbound(subject=""))
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"X-RateLimit-Reset": "1000030"}, 30.0),
+        ({"X-RateLimit-Reset": "999990"}, 0.0),
+        ({"X-RateLimit-Reset": "9000000"}, None),  # too far to wait for inside one retry
+        ({"Retry-After": "7"}, 7.0),
+        ({}, None),
+    ],
+)
+def test_sendgrid_rate_limit_wait(headers: dict[str, str], expected: float | None) -> None:
+    from herald.providers.sendgrid import result_from_response
+
+    result = result_from_response(429, b"", headers, now_s=1_000_000.0)
+    assert result.error_class is ErrorClass.RATE_LIMITED
+    assert result.retry_after_s == expected

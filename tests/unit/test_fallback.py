@@ -46,6 +46,7 @@ def row(phone: str | None = "+14155550123", opted_out: frozenset[Channel] = froz
         contact_id="ct",
         fields={"first_name": "Ada"},
         opted_out=opted_out,
+        viber_user_id="01234567890A=",
     )
 
 

@@ -81,6 +81,31 @@ def test_production_with_nothing_set_disables_every_channel() -> None:
             {Channel.RCS},
             ("HERALD_RBM_AGENT_ID", "HERALD_RBM_TOKEN"),
         ),
+        # RBM with a service-account key instead of a fixed token: nothing missing.
+        (
+            {
+                "rbm_agent_id": "agent",
+                "rbm_service_account_json": Secret('{"type": "service_account"}'),
+                "rbm_client_token": Secret("c"),
+            },
+            {Use.SEND, Use.VERIFY},
+            {Channel.RCS},
+            (),
+        ),
+        # The key alone turns RCS on; the worker then lacks only the agent id.
+        (
+            {"rbm_service_account_json": Secret("{}")},
+            {Use.SEND},
+            {Channel.RCS},
+            ("HERALD_RBM_AGENT_ID",),
+        ),
+        # The fixed token still works on its own terms.
+        (
+            {"rbm_agent_id": "agent", "rbm_token": Secret("t")},
+            {Use.SEND},
+            {Channel.RCS},
+            (),
+        ),
         # A provider URL emptied in production is missing, never the simulator.
         (
             {"viber_auth_token": Secret("v"), "viber_base_url": ""},

@@ -7,10 +7,12 @@ import pytest
 from herald.breaker import (
     COOLDOWN_S,
     FAILURES_TO_OPEN,
+    MAX_COOLDOWN_S,
     BreakerState,
     State,
     admit,
     on_result,
+    refused,
 )
 from herald.ratelimit import initial, on_success, on_throttled
 
@@ -96,3 +98,24 @@ def test_failed_trial_doubles_the_cooldown() -> None:
     assert reopened.state is State.OPEN
     assert reopened.cooldown_s == 2 * COOLDOWN_S
     assert on_result(half_open, ok=True, now_s=5.0).state is State.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("before", "cooldown_s"),
+    [
+        # One refused credential opens a closed breaker at once, with the first cooldown.
+        (BreakerState(), COOLDOWN_S),
+        # Refused again on the trial send: the wait doubles, up to the cap.
+        (BreakerState(state=State.HALF_OPEN, cooldown_s=4.0, trial_in_flight=True), 8.0),
+        (BreakerState(state=State.OPEN, cooldown_s=MAX_COOLDOWN_S), MAX_COOLDOWN_S),
+    ],
+)
+def test_a_refused_credential_opens_the_breaker_at_once(
+    before: BreakerState, cooldown_s: float
+) -> None:
+    after = refused(before, now_s=100.0)
+    assert after.state is State.OPEN and after.opened_at_s == 100.0
+    assert after.cooldown_s == cooldown_s and not after.trial_in_flight
+    # It holds until the cooldown, then lets one trial through.
+    assert admit(after, now_s=100.0 + cooldown_s / 2)[0] is False
+    assert admit(after, now_s=100.0 + cooldown_s)[0] is True

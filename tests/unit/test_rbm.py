@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, cast
@@ -14,13 +15,16 @@ import orjson
 import pytest
 
 from herald.domain.channels import Channel
-from herald.domain.status import RecipientStatus
+from herald.domain.status import RecipientStatus, from_wire, is_unresolved, to_wire
 from herald.providers.base import ErrorClass, OutboundMessage
 from herald.providers.rbm import (
+    MESSAGE_ID_NAMESPACE,
     CallbackError,
     RbmProvider,
     RevokeError,
+    is_uuid,
     parse_webhook,
+    rbm_message_id,
     registration_response,
     request_body,
     result_from_response,
@@ -32,6 +36,7 @@ TOKEN = "ya29.rbm-access-token"
 CLIENT_TOKEN = "rbm-client-token"
 AGENT = "herald_agent@rbm.goog"
 MID = "camp-1.7.1"
+RBM_MID = rbm_message_id(MID)
 
 
 def message(to: str = "+15551234500", body: str = "Hello") -> OutboundMessage:
@@ -97,16 +102,60 @@ def test_request_body() -> None:
     assert request_body(message(), ttl_s=600)["ttl"] == "600s"
 
 
-async def test_send_uses_herald_id_as_message_id() -> None:
+# Pinned: a changed namespace or derivation would resend every in-flight attempt under a new
+# messageId (RBM would deliver it twice) and orphan its events.
+@pytest.mark.parametrize(
+    ("herald_id", "expected"),
+    [
+        ("camp-1.7.1", "ca02c09e-1b37-52f8-8ecf-ef050b45be0b"),
+        ("c.1.1", "951035d1-5ccd-5614-bb62-ede80d6c6095"),
+        (
+            "0b8f6a2c-1d4e-4f0a-9c3b-2a1d5e6f7a8b.2147483647.32",
+            "2241a9c1-049b-57d6-beb7-054e88c60b2d",
+        ),
+    ],
+)
+def test_rbm_message_id_table(herald_id: str, expected: str) -> None:
+    derived = rbm_message_id(herald_id)
+    assert derived == expected
+    assert uuid.UUID(derived).version == 5 and uuid.UUID(derived).variant == uuid.RFC_4122
+    assert derived == str(uuid.uuid5(MESSAGE_ID_NAMESPACE, herald_id))
+    assert is_uuid(derived)
+
+
+def test_rbm_message_id_is_per_attempt_and_stable() -> None:
+    ids = {rbm_message_id(f"camp-{c}.{r}.{a}") for c in (1, 2) for r in (7, 70) for a in (1, 2)}
+    assert len(ids) == 8
+    assert rbm_message_id("camp-1.7.1") == rbm_message_id("camp-1.7.1")
+    with pytest.raises(ValueError):
+        rbm_message_id("")
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("123e4567-e89b-12d3-a456-426614174000", True),
+        ("123E4567-E89B-12D3-A456-426614174000", True),
+        ("123e4567e89b12d3a456426614174000", False),
+        ("{123e4567-e89b-12d3-a456-426614174000}", False),
+        ("camp-1.7.1", False),
+        ("", False),
+    ],
+)
+def test_is_uuid(value: str, valid: bool) -> None:
+    assert is_uuid(value) is valid
+
+
+async def test_send_uses_a_uuid_per_attempt_as_message_id() -> None:
     session = FakeSession(FakeResponse(200, b'{"name":"phones/+15551234500/agentMessages/x"}'))
     result = await provider(session).send(message())
     assert result.accepted
-    assert result.provider_message_id == MID
+    assert result.provider_message_id == RBM_MID
     (call,) = session.calls
     assert call["method"] == "POST"
     assert call["url"] == (
         "https://rbm.example/v1/phones/+15551234500/agentMessages"
-        "?messageId=camp-1.7.1&agentId=herald_agent@rbm.goog"
+        f"?messageId={RBM_MID}&agentId=herald_agent@rbm.goog"
     )
     assert call["headers"]["Authorization"] == f"Bearer {TOKEN}"
     assert call["allow_redirects"] is False
@@ -128,7 +177,9 @@ async def test_send_uses_herald_id_as_message_id() -> None:
          ErrorClass.PERMANENT, "INVALID_ARGUMENT", None),
         (403, b'{"error":{"code":403,"status":"PERMISSION_DENIED"}}', None,
          ErrorClass.PERMANENT, "PERMISSION_DENIED", None),
-        (401, b"", None, ErrorClass.PERMANENT, "401", None),
+        # A 401 left after a token refresh: the credential's fault, held by the breaker.
+        (401, b'{"error":{"code":401,"status":"UNAUTHENTICATED"}}', None,
+         ErrorClass.UNAUTHORIZED, "UNAUTHENTICATED", None),
         (500, b'{"error":{"code":500,"status":"INTERNAL"}}', "1",
          ErrorClass.RETRYABLE, "INTERNAL", None),
         (503, b"<html>", None, ErrorClass.RETRYABLE, "503", None),
@@ -142,21 +193,22 @@ def test_result_from_response_errors(
     code: str,
     retry_after_s: float | None,
 ) -> None:
-    result = result_from_response(status, body, retry_after, MID)
+    result = result_from_response(status, body, retry_after, RBM_MID)
     assert not result.accepted
     assert result.error_class is error_class
     assert result.error_code == code
     assert result.error_description
     assert result.retry_after_s == retry_after_s
-    assert result.provider_message_id is None
+    # Known either way: a late event for the attempt still resolves.
+    assert result.provider_message_id == RBM_MID
 
 
 @pytest.mark.parametrize("status", [200, 409])
 def test_result_from_response_accepted(status: int) -> None:
     # 409 ALREADY_EXISTS: the messageId was taken by an earlier try; the message is RBM's.
-    result = result_from_response(status, b"", None, MID)
+    result = result_from_response(status, b"", None, RBM_MID)
     assert result.accepted
-    assert result.provider_message_id == MID
+    assert result.provider_message_id == RBM_MID
 
 
 def test_error_message_is_used_and_token_masked() -> None:
@@ -186,6 +238,7 @@ async def test_send_classifies_transport_failures(
 ) -> None:
     result = await provider(FakeSession(exc)).send(message())
     assert (result.error_class, result.error_code) == (error_class, code)
+    assert result.provider_message_id == RBM_MID
 
 
 @pytest.mark.parametrize(("status", "revoked"), [(200, True), (404, False)])
@@ -195,7 +248,7 @@ async def test_revoke(status: int, revoked: bool) -> None:
     (call,) = session.calls
     assert call["method"] == "DELETE"
     assert call["url"] == (
-        "https://rbm.example/v1/phones/+15551234500/agentMessages/camp-1.7.1"
+        f"https://rbm.example/v1/phones/+15551234500/agentMessages/{RBM_MID}"
         "?agentId=herald_agent@rbm.goog"
     )
     assert call["headers"]["Authorization"] == f"Bearer {TOKEN}"
@@ -371,3 +424,28 @@ def test_parse_webhook_skips_foreign_message_ids(message_id: str | None) -> None
 def test_parse_webhook_malformed(payload: object) -> None:
     with pytest.raises(CallbackError):
         parse_webhook(payload, 0)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "status", "fallback"),
+    [
+        ("DELIVERED", RecipientStatus.DELIVERED, False),
+        ("READ", RecipientStatus.READ, False),
+        ("TTL_EXPIRATION_REVOKED", RecipientStatus.FAILED, True),
+    ],
+)
+def test_parse_webhook_uuid_events_name_only_the_provider_message_id(
+    event_type: str, status: RecipientStatus, fallback: bool
+) -> None:
+    # RBM echoes only its messageId; the status consumer resolves it to the attempt whose
+    # provider_message_id it is (the worker recorded it from the send's result).
+    (parsed,) = parse_webhook(
+        event(eventType=event_type, messageId=RBM_MID.upper(), sendTime="2024-05-01T10:00:00Z"),
+        7,
+    )
+    assert (parsed.campaign_id, parsed.recipient_id, parsed.attempt) == ("", 0, 0)
+    assert parsed.provider_message_id == RBM_MID
+    assert (parsed.status, parsed.fallback, parsed.accepted) == (status, fallback, True)
+    assert parsed.channel == "rcs"
+    assert is_unresolved(parsed)
+    assert from_wire(to_wire(parsed)) == parsed

@@ -15,11 +15,14 @@ from herald.providers.base import ErrorClass
 from herald.providers.twilio import (
     CallbackError,
     basic_authorization,
+    ignored_reason,
     parse_callback,
     parse_retry_after_s,
     result_from_exception,
     result_from_response,
     signature,
+    signature_algorithm,
+    signed_url_forms,
     verify_signature,
 )
 
@@ -196,10 +199,70 @@ def test_parse_callback_bad_message_id(message_id: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("status", ["", "bogus", "received"])
-def test_parse_callback_unknown_status(status: str) -> None:
-    with pytest.raises(CallbackError):
-        parse_callback(callback(status), "camp-1.7.1", 0)
+@pytest.mark.parametrize("status", ["receiving", "received"])
+def test_parse_callback_inbound_states_fold_nothing(status: str) -> None:
+    assert parse_callback(callback(status), "camp-1.7.1", 0) is None
+    assert ignored_reason(callback(status)) is None
+
+
+def test_parse_callback_partially_delivered_is_sent() -> None:
+    event = parse_callback(callback("partially_delivered"), "camp-1.7.1", 0)
+    assert event is not None
+    assert event.status is RecipientStatus.SENT
+    assert event.accepted
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [("", "no MessageStatus"), ("bogus", "unknown MessageStatus 'bogus'")],
+)
+def test_parse_callback_unknown_status_is_ignored_with_a_reason(status: str, reason: str) -> None:
+    # Never a refusal: a 4xx makes Twilio retry the callback.
+    assert parse_callback(callback(status), "camp-1.7.1", 0) is None
+    assert ignored_reason(callback(status)) == reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/callbacks/twilio?m=camp-1.7.1",
+        "https://example.com:443/callbacks/twilio?m=camp-1.7.1",
+        "http://127.0.0.1:8081/callbacks/twilio?m=camp-1.7.1",
+    ],
+)
+def test_verify_signature_accepts_both_url_forms(url: str) -> None:
+    without, with_port = signed_url_forms(url)
+    for signed in (without, with_port):
+        header = reference_signature(signed, CALLBACK_PARAMS, TOKEN)
+        assert verify_signature(url, CALLBACK_PARAMS, TOKEN, header)
+
+
+def test_signed_url_forms() -> None:
+    assert signed_url_forms("https://h.example/c?m=1") == (
+        "https://h.example/c?m=1",
+        "https://h.example:443/c?m=1",
+    )
+    assert signed_url_forms("http://h.example:8081/c") == (
+        "http://h.example/c",
+        "http://h.example:8081/c",
+    )
+
+
+def test_verify_signature_shared_key_sha256() -> None:
+    payload = CALLBACK_URL + "".join(k + CALLBACK_PARAMS[k] for k in sorted(CALLBACK_PARAMS))
+    digest = hmac.new(b"shared-key", payload.encode(), hashlib.sha256).digest()
+    header = base64.b64encode(digest).decode()
+    settings = "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"
+    algorithm = signature_algorithm(settings)
+    assert algorithm == "HMAC_SHA256"
+    assert verify_signature(
+        CALLBACK_URL, CALLBACK_PARAMS, "shared-key", header, algorithm=algorithm
+    )
+    assert not verify_signature(CALLBACK_URL, CALLBACK_PARAMS, "shared-key", header)
+    assert not verify_signature(
+        CALLBACK_URL, CALLBACK_PARAMS, "shared-key", header, algorithm="HMAC_MD5"
+    )
+    assert signature_algorithm(None) == signature_algorithm("key=x") == "HMAC_SHA1"
 
 
 def error_body(code: int, status: int = 400, message: str = "nope") -> bytes:
@@ -216,7 +279,7 @@ def error_body(code: int, status: int = 400, message: str = "nope") -> bytes:
         (400, error_body(21211), None, ErrorClass.PERMANENT, "21211", None),
         (400, error_body(21614), None, ErrorClass.PERMANENT, "21614", None),
         (400, error_body(21408), None, ErrorClass.PERMANENT, "21408", None),
-        (401, error_body(20003, 401), None, ErrorClass.PERMANENT, "20003", None),
+        (401, error_body(20003, 401), None, ErrorClass.UNAUTHORIZED, "20003", None),
         (400, error_body(21611), "2", ErrorClass.RATE_LIMITED, "21611", 2.0),
         (404, b"<html>not found</html>", None, ErrorClass.PERMANENT, "404", None),
         (429, error_body(20429, 429), "3", ErrorClass.RATE_LIMITED, "20429", 3.0),

@@ -29,7 +29,7 @@ TOKEN = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9"
 MID = "camp-1.7.1"
 
 
-def message(to: str = "+15551234500", sender: str = "") -> OutboundMessage:
+def message(to: str = "01234567890A=", sender: str = "") -> OutboundMessage:
     return OutboundMessage(
         message_id=MID, channel=Channel.VIBER, to=to, sender=sender, body="Hi", callback_url=""
     )
@@ -85,7 +85,7 @@ def provider(session: FakeSession) -> ViberProvider:
 
 def test_request_body() -> None:
     assert request_body(message(), sender_name="Shop") == {
-        "receiver": "+15551234500",
+        "receiver": "01234567890A=",
         "type": "text",
         "text": "Hi",
         "sender": {"name": "Shop"},

@@ -18,6 +18,7 @@ from herald.providers.base import ErrorClass, OutboundMessage, WhatsAppTemplate
 from herald.providers.whatsapp import (
     CallbackError,
     WhatsAppProvider,
+    graph_version,
     parse_webhook,
     request_body,
     result_from_response,
@@ -143,7 +144,7 @@ async def test_send_posts_the_body_with_bearer_token() -> None:
     assert result.provider_message_id == "wamid.ABC"
     (call,) = session.calls
     assert call["method"] == "POST"
-    assert call["url"] == "https://graph.example/v21.0/106540352242922/messages"
+    assert call["url"] == "https://graph.example/v25.0/106540352242922/messages"
     assert call["headers"]["Authorization"] == f"Bearer {TOKEN}"
     assert call["headers"]["Content-Type"] == "application/json"
     assert call["allow_redirects"] is False
@@ -169,7 +170,7 @@ async def test_send_without_template_is_permanent_and_sends_nothing() -> None:
 async def test_send_masks_a_token_echoed_in_the_error() -> None:
     body = orjson.dumps({"error": {"code": 190, "message": f"bad token {TOKEN}"}})
     result = await provider(FakeSession(FakeResponse(401, body, {}))).send(message())
-    assert result.error_class is ErrorClass.PERMANENT
+    assert result.error_class is ErrorClass.UNAUTHORIZED
     assert TOKEN not in (result.error_description or "")
     assert TOKEN not in repr(provider(FakeSession(FakeResponse(200, b"", {}))))
 
@@ -231,7 +232,7 @@ def meta_error(code: int, message: str = "(#x) nope") -> bytes:
         (500, 131000, ErrorClass.RETRYABLE),
         (500, 1, ErrorClass.RETRYABLE),
         (503, 2, ErrorClass.RETRYABLE),
-        (401, 190, ErrorClass.PERMANENT),
+        (401, 190, ErrorClass.UNAUTHORIZED),
         # The code wins over the HTTP status.
         (500, 132001, ErrorClass.PERMANENT),
         (400, 999999, ErrorClass.PERMANENT),
@@ -253,7 +254,7 @@ def test_result_from_response_error_codes(status: int, code: int, error_class: E
         (429, b"", ErrorClass.RATE_LIMITED, "429"),
         (500, b"<html>", ErrorClass.RETRYABLE, "500"),
         (502, b"", ErrorClass.RETRYABLE, "502"),
-        (401, b"", ErrorClass.PERMANENT, "401"),
+        (401, b"", ErrorClass.UNAUTHORIZED, "401"),
         (404, b'{"error":"x"}', ErrorClass.PERMANENT, "404"),
         (400, b'{"error":{"code":"131026"}}', ErrorClass.PERMANENT, "400"),
     ],
@@ -495,3 +496,11 @@ def test_parse_webhook_malformed(payload: object) -> None:
         parse_webhook(payload, 0)
     assert info.value.reason
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("setting", "segment"),
+    [("v25.0", "v25.0"), ("25.0", "v25.0"), (" v24.0/ ", "v24.0"), ("", "v25.0")],
+)
+def test_graph_version_comes_from_the_setting(setting: str, segment: str) -> None:
+    assert graph_version(setting) == segment

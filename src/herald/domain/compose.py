@@ -1,9 +1,10 @@
 """What to send to one recipient on which channel, or why not: a pure decision per recipient.
 
 The chain is walked from `start_attempt` (a channel's attempt number is its position in the
-chain, so it is stable across restarts): channels without a provider or that the contact
-opted out of are passed over; the first channel the recipient can be reached on wins. A
-missing template variable stops the walk: content errors never fall back.
+chain, so it is stable across restarts): channels without a provider, that the contact
+opted out of, or that the recipient has no address on (a contact without a Viber user id, a
+raw destination on Viber) are passed over; the first channel the recipient can be reached on
+wins. A missing template variable stops the walk: content errors never fall back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class RecipientRow:
     fields: Mapping[str, Any]
     opted_out: frozenset[Channel] = frozenset()
     variant: int | None = None  # the A/B test arm, when the campaign has one
+    viber_user_id: str | None = None  # the contact's Viber identity (contact_identities)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +46,7 @@ class Message:
 
 @dataclass(frozen=True, kw_only=True)
 class Skip:
-    reason: str  # a stable code: invalid_phone, invalid_email, missing_variable, opted_out, ...
+    reason: str  # a stable code: invalid_phone, no_viber_identity, missing_variable, opted_out, ...
     description: str
 
 
@@ -132,6 +134,19 @@ def _for_channel(
             subject=render(content.email.subject, variables),
             body=render(content.email.body, variables),
         )
+    if channel is Channel.VIBER:
+        # Viber addresses a bot's users by their Viber user id, never by phone number.
+        if content.viber is None:
+            return Skip(reason="no_content", description="no viber content")
+        if not recipient.viber_user_id:
+            return Skip(reason="no_viber_identity", description="recipient has no Viber user id")
+        return Message(
+            channel=channel,
+            attempt=attempt,
+            to=recipient.viber_user_id,
+            sender=content.viber.sender,
+            body=render(content.viber.text, variables),
+        )
     if not recipient.phone:
         return Skip(reason="invalid_phone", description="recipient has no phone number")
     try:
@@ -153,14 +168,6 @@ def _for_channel(
             to=to,
             sender=content.rcs.agent_id,
             body=render(content.rcs.text, variables),
-        )
-    if channel is Channel.VIBER and content.viber is not None:
-        return Message(
-            channel=channel,
-            attempt=attempt,
-            to=to,
-            sender=content.viber.sender,
-            body=render(content.viber.text, variables),
         )
     if channel is Channel.WHATSAPP and content.whatsapp is not None:
         template = content.whatsapp

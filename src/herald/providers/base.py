@@ -17,6 +17,9 @@ class ErrorClass(StrEnum):
     PERMANENT = "permanent"  # bad data or content; never retry, never fall back
     OPTED_OUT = "opted_out"  # the recipient said stop; never retry, never fall back
     AMBIGUOUS = "ambiguous"  # the provider may have taken it; the answer was lost
+    # The provider refused herald's credential (expired, revoked): the provider account is
+    # held (its breaker opens) until it works again; never the recipient's failure.
+    UNAUTHORIZED = "unauthorized"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,10 +1,12 @@
-"""Email over raw SMTP: send adapter, reply classification, SendGrid-style event webhooks.
+"""Email over raw SMTP: send adapter, reply classification, SendGrid event webhooks.
 
 Sends go over a small pool of persistent SMTP connections (aiosmtplib); a connection that
 breaks is dropped and a fresh one opened on the next send. Delivery news arrives later as a
-SendGrid-format Event Webhook: a signed JSON array of events, each carrying herald's message
-id as a flattened custom arg. Classification of SMTP replies and parsing of events are pure
-functions, tested without a network.
+SendGrid Event Webhook: a signed JSON array of events. Herald's message id reaches them the
+way SendGrid documents: the X-SMTPAPI header's `unique_args` (this adapter) or the v3 Mail
+Send API's `custom_args` (providers/sendgrid.py), each surfaced as a top-level field of every
+event. Classification of SMTP replies and parsing of events are pure functions, tested
+without a network.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import functools
+import json
 import math
 import re
 import socket
@@ -47,6 +50,8 @@ SOURCE: Final = "sendgrid"
 HEADER_SIGNATURE: Final = "X-Twilio-Email-Event-Webhook-Signature"
 HEADER_TIMESTAMP: Final = "X-Twilio-Email-Event-Webhook-Timestamp"
 HEADER_HERALD_ID: Final = "X-Herald-Message-Id"
+# SendGrid's SMTP API header: its unique_args come back as top-level fields of every event.
+HEADER_SMTPAPI: Final = "X-SMTPAPI"
 FIELD_HERALD_ID: Final = "herald_message_id"
 MESSAGE_ID_DOMAIN: Final = "herald"
 
@@ -234,7 +239,8 @@ class SmtpEmailProvider:
 
 
 def build_message(message: OutboundMessage) -> bytes:
-    """The RFC 5322 message: plain text, with herald's id in Message-ID and its own header."""
+    """The RFC 5322 message: plain text, with herald's id in Message-ID, its own header and
+    X-SMTPAPI unique_args (what SendGrid's Event Webhook hands back; other relays ignore it)."""
     email = EmailMessage()
     email["From"] = message.sender
     email["To"] = message.to
@@ -242,9 +248,32 @@ def build_message(message: OutboundMessage) -> bytes:
     email["Date"] = formatdate(usegmt=True)
     email["Message-ID"] = _message_id_header(message.message_id)
     email[HEADER_HERALD_ID] = message.message_id
+    email[HEADER_SMTPAPI] = smtpapi_header(message.message_id)
     # Quoted-printable keeps non-ASCII text 7-bit clean: no reliance on the server's 8BITMIME.
     email.set_content(message.body, cte=None if message.body.isascii() else "quoted-printable")
     return email.as_bytes(policy=SMTP_POLICY)
+
+
+def smtpapi_header(message_id: str) -> str:
+    """The X-SMTPAPI value carrying herald's id as a unique arg.
+
+    json.dumps keeps the spaces after separators, where a long header may be folded.
+    """
+    return json.dumps({"unique_args": {FIELD_HERALD_ID: message_id}})
+
+
+def unique_args(header_value: str | None) -> dict[str, str]:
+    """The string unique_args of an X-SMTPAPI header value; {} when absent or malformed."""
+    if not header_value:
+        return {}
+    try:
+        data = json.loads(header_value)
+    except ValueError:
+        return {}
+    args = data.get("unique_args") if isinstance(data, dict) else None
+    if not isinstance(args, dict):
+        return {}
+    return {key: value for key, value in args.items() if isinstance(value, str)}
 
 
 def result_from_smtp(
@@ -304,7 +333,9 @@ def is_mailbox_failure(code: int, enhanced: str | None) -> bool:
 def parse_events(payload: object, received_at_ms: int) -> StatusBatch:
     """Status events from one Event Webhook POST (its JSON array, already decoded).
 
-    Events without a usable `herald_message_id` custom arg were not sent by herald (another
+    Herald's id is the top-level `herald_message_id` field SendGrid copies from the send's
+    unique_args (SMTP) or custom_args (v3 API). Events without a usable one were not sent by
+    herald (another
     system on the same account, or a message sent without the tag) and are skipped, counted in
     the result's `skipped`, as are event types herald does not know. Deferrals and engagement
     events other than `open` (click, spamreport, unsubscribe, ...) yield nothing. Raises

@@ -1,9 +1,16 @@
 """Google RCS Business Messaging: agent message sends, revocation, Pub/Sub push events.
 
-RBM takes herald's message id as its `messageId` and ignores a messageId it has seen, so a
-retry after a lost answer cannot send twice; the provider message id is herald's own. A user
-without RCS is a synchronous 404: fall back at once. There is no failed delivery event: only
-DELIVERED/READ, or a TTL revocation when the message had a time to live.
+RBM's `messageId` must be a UUID: herald sends `rbm_message_id(herald id)`, a UUIDv5 of its
+`campaign.recipient.attempt` id, so every resend of one attempt carries the same messageId and
+RBM ignores the repeat (a retry after a lost answer cannot send twice). The UUID is the
+provider message id the worker records on the attempt; RBM's events carry only it, so they
+become unresolved status events the status consumer maps back to the attempt by that column.
+A user without RCS is a synchronous 404: fall back at once. There is no failed delivery event:
+only DELIVERED/READ, or a TTL revocation when the message had a time to live.
+
+Auth is an OAuth 2.0 access token (providers/tokens.py). A 401 gets one token refresh and one
+repeat; a 401 after that is the credential's fault, never the recipient's: it is answered as
+retryable trouble with code UNAUTHENTICATED, which feeds the provider's circuit breaker.
 """
 
 from __future__ import annotations
@@ -12,7 +19,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
+import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -22,21 +32,33 @@ from yarl import URL
 
 from herald.domain.channels import Channel
 from herald.domain.status import RecipientStatus, StatusEvent, parse_message_id
-from herald.providers._http import CallbackError as CallbackError
-from herald.providers._http import StatusBatch as StatusBatch
 from herald.providers._http import (
+    Answer,
     bearer_authorization,
     client_timeout,
     exchange,
+    failure,
     json_object,
     parse_retry_after_s,
     redacted,
     short_text,
 )
+from herald.providers._http import CallbackError as CallbackError
+from herald.providers._http import StatusBatch as StatusBatch
 from herald.providers.base import ErrorClass, OutboundMessage, SendResult
+from herald.providers.tokens import StaticToken, TokenError, TokenSource
 from herald.settings import Secret
 
+log = logging.getLogger(__name__)
+
 SOURCE: Final = "rbm"
+# The namespace of herald's RBM messageIds. Fixed forever: changing it would give in-flight
+# attempts new messageIds (RBM would send them twice, and their events would not resolve).
+MESSAGE_ID_NAMESPACE: Final = uuid.UUID("4f49e1f1-d4cd-498f-bee8-4ce7bc989426")
+# Error code of a credential RBM refused even after a token refresh, and its class: provider
+# trouble (it feeds the circuit breaker, which holds the account's work), never the recipient's.
+UNAUTHENTICATED: Final = "UNAUTHENTICATED"
+CREDENTIAL_REFUSED: Final = ErrorClass.UNAUTHORIZED
 TRAFFIC_TYPE: Final = "PROMOTION"
 
 EVENT_DELIVERED: Final = "DELIVERED"
@@ -55,6 +77,22 @@ class RevokeError(RuntimeError):
         self.description = description
 
 
+def rbm_message_id(herald_message_id: str) -> str:
+    """RBM's messageId for one herald attempt: a UUID (RFC 4122, version 5), the same for
+    every resend of the attempt and different for every other attempt."""
+    if not herald_message_id:
+        raise ValueError("empty message id")
+    return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, herald_message_id))
+
+
+def is_uuid(value: str) -> bool:
+    """Whether value is a UUID in its canonical 8-4-4-4-12 text form."""
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
 class RbmProvider:
     name = "rbm"
     channel = Channel.RCS
@@ -65,64 +103,59 @@ class RbmProvider:
         session: aiohttp.ClientSession,
         base_url: str,
         agent_id: str,
-        token: Secret,
+        token: Secret | None = None,
+        auth: TokenSource | None = None,
         timeout_s: float,
         connect_timeout_s: float | None = None,
         ttl_s: int | None = None,
     ) -> None:
+        if auth is None:
+            if token is None:
+                raise ValueError("RbmProvider needs a token or a token source")
+            auth = StaticToken(token)
         self._session = session
         self._base = URL(base_url.rstrip("/")) / "v1" / "phones"
         self._agent_id = agent_id
         self._ttl_s = ttl_s
-        self._headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "Authorization": bearer_authorization(token.value),
-        }
-        self._token = token
+        self._auth = auth
         self._timeout = client_timeout(timeout_s, connect_timeout_s)
 
     def __repr__(self) -> str:
         return f"RbmProvider(base_url={str(self._base)!r}, agent_id={self._agent_id!r})"
 
     def message_url(self, to: str, message_id: str) -> URL:
-        """The create URL of one agent message (herald's id as RBM's messageId)."""
+        """The create URL of one agent message (RBM's messageId for herald's id)."""
         return (self._base / to / "agentMessages").with_query(
-            messageId=message_id, agentId=self._agent_id
+            messageId=rbm_message_id(message_id), agentId=self._agent_id
         )
 
     def revoke_url(self, to: str, message_id: str) -> URL:
-        return (self._base / to / "agentMessages" / message_id).with_query(agentId=self._agent_id)
+        return (self._base / to / "agentMessages" / rbm_message_id(message_id)).with_query(
+            agentId=self._agent_id
+        )
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        answer = await exchange(
-            self._session,
+        rbm_id = rbm_message_id(message.message_id)
+        answer = await self._call(
             "POST",
             self.message_url(message.to, message.message_id),
-            data=orjson.dumps(request_body(message, ttl_s=self._ttl_s)),
-            headers=self._headers,
-            budget=self._timeout,
+            orjson.dumps(request_body(message, ttl_s=self._ttl_s)),
         )
         if isinstance(answer, SendResult):
-            return answer
-        result = result_from_response(
-            answer.status, answer.body, answer.retry_after, message.message_id
-        )
-        return redacted(result, self._token.value)
+            # Whatever happened, this attempt's messageId is known: recorded on the attempt,
+            # a late event for a send whose answer was lost still finds its recipient.
+            return replace(answer, provider_message_id=rbm_id)
+        result = result_from_response(answer.status, answer.body, answer.retry_after, rbm_id)
+        return redacted(result, *self._auth.secrets())
 
     async def revoke(self, message_id: str, to: str) -> bool:
         """True when RBM withdrew the message; False when it was delivered first (404).
 
+        message_id is herald's id of the attempt (the messageId sent is derived from it).
         Raises RevokeError for any other answer or a transport failure: the caller cannot tell
         whether the message is withdrawn and should wait for DELIVERED or try again.
         """
-        answer = await exchange(
-            self._session,
-            "DELETE",
-            self.revoke_url(to, message_id),
-            headers=self._headers,
-            budget=self._timeout,
-        )
+        answer = await self._call("DELETE", self.revoke_url(to, message_id), None)
         if isinstance(answer, SendResult):
             raise RevokeError(
                 answer.error_class or ErrorClass.AMBIGUOUS,
@@ -133,9 +166,10 @@ class RbmProvider:
             return True
         if answer.status == 404:
             return False
+        rbm_id = rbm_message_id(message_id)
         failed = redacted(
-            result_from_response(answer.status, answer.body, answer.retry_after, message_id),
-            self._token.value,
+            result_from_response(answer.status, answer.body, answer.retry_after, rbm_id),
+            *self._auth.secrets(),
         )
         raise RevokeError(
             failed.error_class or ErrorClass.RETRYABLE,
@@ -146,6 +180,40 @@ class RbmProvider:
     async def close(self) -> None:
         # The session belongs to the caller.
         return None
+
+    async def _call(self, method: str, url: URL, data: bytes | None) -> Answer | SendResult:
+        """One authorised request; after a 401, one token refresh and one repeat (RBM
+        ignores a repeated messageId, and a 401 was never processed)."""
+        try:
+            token = await self._auth.token()
+            answer = await self._exchange(method, url, data, token)
+            if isinstance(answer, Answer) and answer.status == 401:
+                fresh = await self._auth.refresh(token)
+                if fresh != token:
+                    answer = await self._exchange(method, url, data, fresh)
+        except TokenError as exc:
+            return failure(CREDENTIAL_REFUSED, UNAUTHENTICATED, exc.description)
+        if isinstance(answer, Answer) and answer.status == 401:
+            log.warning(
+                "RBM refused the agent's credential after a token refresh; sends to %s are "
+                "held by its circuit breaker",
+                self._agent_id,
+                extra={"event": "provider_unauthenticated", "provider": self.name},
+            )
+        return answer
+
+    async def _exchange(
+        self, method: str, url: URL, data: bytes | None, token: str
+    ) -> Answer | SendResult:
+        headers = {
+            "Accept": "application/json",
+            "Authorization": bearer_authorization(token),
+        }
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        return await exchange(
+            self._session, method, url, data=data, headers=headers, budget=self._timeout
+        )
 
 
 def request_body(message: OutboundMessage, *, ttl_s: int | None = None) -> dict[str, Any]:
@@ -172,6 +240,7 @@ def result_from_response(
     error_class = classify_status(status)
     return SendResult(
         accepted=False,
+        provider_message_id=message_id,
         error_class=error_class,
         error_code=(
             google_status if isinstance(google_status, str) and google_status else str(status)
@@ -189,9 +258,13 @@ def classify_status(status: int) -> ErrorClass:
         return ErrorClass.UNREACHABLE
     if status == 429:
         return ErrorClass.RATE_LIMITED
+    if status == 401:
+        # A 401 that outlived a token refresh is the credential's fault (expired, revoked
+        # key), never the recipient's: provider trouble, so the breaker holds the work.
+        return CREDENTIAL_REFUSED
     if status >= 500:
         return ErrorClass.RETRYABLE
-    # 400 unsupported content, 401/403 credentials or an unlaunched agent, anything else.
+    # 400 unsupported content, 403 an unlaunched agent or a non-tester, anything else.
     return ErrorClass.PERMANENT
 
 
@@ -235,8 +308,11 @@ def parse_webhook(payload: object, received_at_ms: int) -> StatusBatch:
 
     DELIVERED/READ and TTL_EXPIRATION_REVOKED (a FAILED that allows fallback) become events;
     typing, subscribe, inbound messages and TTL_EXPIRATION_REVOKE_FAILED (the message may
-    still be delivered) yield nothing. A status event naming no herald message is skipped and
-    counted. Raises CallbackError when the push body or its data cannot be read.
+    still be delivered) yield nothing. The messageId is RBM's UUID: the event names only it,
+    and the status consumer finds the attempt whose provider message id it is. A herald id
+    (sent before messageIds were UUIDs) still resolves directly. A status event with any
+    other messageId is skipped and counted. Raises CallbackError when the push body or its
+    data cannot be read.
     """
     event = _data_object(_message_data(payload))
     event_type = event.get("eventType")
@@ -249,10 +325,16 @@ def parse_webhook(payload: object, received_at_ms: int) -> StatusBatch:
         return StatusBatch()
     status, fallback = mapped
     raw_id = event.get("messageId")
-    try:
-        campaign_id, recipient_id, attempt = parse_message_id(str(raw_id or ""))
-    except ValueError:
-        return StatusBatch(skipped=1)
+    raw = raw_id.strip() if isinstance(raw_id, str) else ""
+    if is_uuid(raw):
+        campaign_id, recipient_id, attempt = "", 0, 0
+        raw = raw.lower()
+    else:
+        try:
+            campaign_id, recipient_id, attempt = parse_message_id(raw)
+        except ValueError:
+            return StatusBatch(skipped=1)
+    failed = status is RecipientStatus.FAILED
     return StatusBatch(
         [
             StatusEvent(
@@ -263,11 +345,9 @@ def parse_webhook(payload: object, received_at_ms: int) -> StatusBatch:
                 status=status,
                 occurred_at_ms=_rfc3339_ms(event.get("sendTime")) or received_at_ms,
                 source=SOURCE,
-                provider_message_id=str(raw_id),
-                error_code=event_type if status is RecipientStatus.FAILED else None,
-                error_description=(
-                    "expired before delivery" if status is RecipientStatus.FAILED else None
-                ),
+                provider_message_id=raw,
+                error_code=event_type if failed else None,
+                error_description="expired before delivery" if failed else None,
                 accepted=True,
                 fallback=fallback,
             )

@@ -19,6 +19,8 @@ from herald.domain.channels import Channel
 from herald.providers.base import Provider
 from herald.providers.email import SmtpEmailProvider
 from herald.providers.rbm import RbmProvider
+from herald.providers.sendgrid import SendGridProvider
+from herald.providers.tokens import token_source
 from herald.providers.twilio import TwilioProvider
 from herald.providers.viber import ViberProvider
 from herald.providers.whatsapp import WhatsAppProvider
@@ -30,7 +32,11 @@ KINDS: dict[str, Channel] = {
     "rbm": Channel.RCS,
     "viber": Channel.VIBER,
     "smtp": Channel.EMAIL,
+    # SendGrid's v3 Mail Send API: a second email transport (HERALD_EMAIL_TRANSPORT=sendgrid,
+    # or a provider account row of this kind with its API key as the secret).
+    "sendgrid": Channel.EMAIL,
 }
+EMAIL_TRANSPORTS = ("smtp", "sendgrid")
 
 
 class ProviderConfigError(ValueError):
@@ -47,9 +53,23 @@ def build(
         channel: build_one(
             kind, settings=settings, session=session, base_url="", options={}, secret=None
         )
-        for kind, channel in KINDS.items()
+        for channel, kind in default_kinds(settings).items()
         if channel in channels
     }
+
+
+def default_kinds(settings: Settings) -> dict[Channel, str]:
+    """The deployment's provider kind per channel; email's is HERALD_EMAIL_TRANSPORT."""
+    transport = settings.email_transport.strip().lower()
+    if transport not in EMAIL_TRANSPORTS:
+        raise ProviderConfigError(
+            f"email_transport: one of {', '.join(EMAIL_TRANSPORTS)}, not {transport!r}"
+        )
+    kinds: dict[Channel, str] = {
+        channel: kind for kind, channel in KINDS.items() if channel is not Channel.EMAIL
+    }
+    kinds[Channel.EMAIL] = transport
+    return kinds
 
 
 def _url(settings: Settings, *candidates: str) -> str:
@@ -92,14 +112,30 @@ def build_one(
             base_url=_url(settings, url, settings.whatsapp_base_url),
             phone_number_id=opt("phone_number_id", settings.whatsapp_phone_number_id),
             access_token=secret or settings.whatsapp_access_token,
+            api_version=opt("graph_version", settings.whatsapp_graph_version),
             timeout_s=timeout_s,
         )
     if kind == "rbm":
+        # An account's secret is either a service-account key (JSON) or a fixed token.
+        key = settings.rbm_service_account_json
+        token = settings.rbm_token
+        if secret is not None:
+            is_key = secret.value.lstrip().startswith("{")
+            key, token = (secret, Secret("")) if is_key else (Secret(""), secret)
+        try:
+            auth = token_source(
+                token=token,
+                service_account_json=key,
+                token_uri=opt("token_uri", settings.rbm_token_uri),
+                timeout_s=timeout_s,
+            )
+        except ValueError as exc:
+            raise ProviderConfigError(f"rbm: {exc}") from None
         return RbmProvider(
             session=session,
             base_url=_url(settings, url, settings.rbm_base_url),
             agent_id=opt("agent_id", settings.rbm_agent_id),
-            token=secret or settings.rbm_token,
+            auth=auth,
             timeout_s=timeout_s,
         )
     if kind == "viber":
@@ -108,6 +144,16 @@ def build_one(
             base_url=_url(settings, url, settings.viber_base_url),
             auth_token=secret or settings.viber_auth_token,
             sender_name=opt("sender_name", settings.viber_sender_name),
+            timeout_s=timeout_s,
+        )
+    if kind == "sendgrid":
+        api_key = secret or settings.sendgrid_api_key
+        if not api_key.value.strip() and not settings.is_development:
+            raise ProviderConfigError("sendgrid: no API key (HERALD_SENDGRID_API_KEY)")
+        return SendGridProvider(
+            session=session,
+            base_url=_url(settings, url, settings.sendgrid_base_url),
+            api_key=api_key,
             timeout_s=timeout_s,
         )
     if kind == "smtp":

@@ -8,11 +8,10 @@ tested without a network.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
-from urllib.parse import urlencode
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 import aiohttp
 
@@ -49,12 +48,29 @@ DELIVERY_ERRORS: Final[Mapping[str, str]] = {
     "30008": "unknown error",
 }
 
-# MessageStatus → (herald status, did Twilio take the message). None: nothing to fold.
+# Webhook signature schemes (twilio's RequestValidator): the Auth Token with HMAC-SHA1 unless
+# a Webhooks Rule signs with a SharedKey, which Twilio names in this header.
+HEADER_SIGNATURE: Final = "X-Twilio-Signature"
+HEADER_SIGNATURE_SETTINGS: Final = "X-Twilio-Webhooks-Signature-Settings"
+HMAC_SHA1: Final = "HMAC_SHA1"
+HMAC_SHA256: Final = "HMAC_SHA256"
+_HASHES: Final[Mapping[str, str]] = {HMAC_SHA1: "sha1", HMAC_SHA256: "sha256"}
+_DEFAULT_PORTS: Final[Mapping[str, int]] = {"https": 443, "http": 80}
+
+# Every value of Twilio's Message status enum (twilio_api_v2010.json message_enum_status)
+# → (herald status, did Twilio take the message). None: nothing to fold. A word not in the
+# enum is a status Twilio added later: ignored with a reason, never refused (a 4xx makes
+# Twilio retry the callback).
 _CALLBACK_STATUS: Final[Mapping[str, tuple[RecipientStatus, bool] | None]] = {
     "queued": None,
     "accepted": None,
     "scheduled": None,
     "sending": None,
+    # Inbound message states: they never describe one of herald's outbound messages.
+    "receiving": None,
+    "received": None,
+    # Some of the message reached the handset; a later delivered/undelivered decides.
+    "partially_delivered": (RecipientStatus.SENT, True),
     "sent": (RecipientStatus.SENT, True),
     "delivered": (RecipientStatus.DELIVERED, True),
     "read": (RecipientStatus.READ, True),
@@ -129,6 +145,9 @@ def result_from_response(status: int, body: bytes, retry_after: str | None) -> S
         error_class = ErrorClass.RATE_LIMITED
     elif status >= 500:
         error_class = ErrorClass.RETRYABLE
+    elif status in (401, 403) or error_code == str(CODE_AUTHENTICATE):
+        # The Auth Token was refused: the account is held, no recipient fails for it.
+        error_class = ErrorClass.UNAUTHORIZED
     elif error_code == str(CODE_UNSUBSCRIBED):
         error_class = ErrorClass.OPTED_OUT
     elif error_code == str(CODE_QUEUE_FULL):
@@ -148,35 +167,107 @@ def result_from_response(status: int, body: bytes, retry_after: str | None) -> S
     )
 
 
-def signature(url: str, params: Mapping[str, str], auth_token: str) -> str:
-    """X-Twilio-Signature: base64 HMAC-SHA1 over the full URL and the sorted POST params."""
-    payload = url + "".join(key + params[key] for key in sorted(params))
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode("ascii")
+Params = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def signature(url: str, params: Params, auth_token: str, algorithm: str = HMAC_SHA1) -> str:
+    """X-Twilio-Signature: base64 HMAC over the full URL and the sorted POST params.
+
+    As twilio's RequestValidator computes it: keys sorted, a repeated key's distinct values
+    sorted, each appended as key + value; HMAC-SHA1 with the Auth Token, or the algorithm a
+    SharedKey's X-Twilio-Webhooks-Signature-Settings names. Raises ValueError for another.
+    """
+    digest = _HASHES.get(algorithm.upper())
+    if digest is None:
+        raise ValueError(f"unsupported Twilio signature algorithm {algorithm[:40]!r}")
+    values: dict[str, set[str]] = {}
+    for key, value in params.items() if isinstance(params, Mapping) else params:
+        values.setdefault(key, set()).add(value)
+    payload = url + "".join(key + value for key in sorted(values) for value in sorted(values[key]))
+    mac = hmac.new(auth_token.encode(), payload.encode(), digest)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def signature_algorithm(settings_header: str | None) -> str:
+    """The algorithm X-Twilio-Webhooks-Signature-Settings names; HMAC_SHA1 when it names none."""
+    for part in (settings_header or "").split(","):
+        name, separator, value = part.partition("=")
+        if separator and name.strip() == "algorithm" and value.strip():
+            return value.strip()
+    return HMAC_SHA1
+
+
+def signed_url_forms(url: str) -> tuple[str, str]:
+    """The URL without its port and with it, the two forms Twilio's validator accepts.
+
+    Twilio signs either form (its own validator: "sig generation on back end is
+    inconsistent"): with no port in the URL the other form carries the scheme's default
+    (:443, :80); with a port, the other form drops it.
+    """
+    parts = urlsplit(url)
+    if parts.port:
+        without = _with_netloc(parts, parts.netloc.split(":")[0])
+        return without, url
+    default = _DEFAULT_PORTS.get(parts.scheme, 80)
+    return url, _with_netloc(parts, f"{parts.netloc}:{default}")
+
+
+def _with_netloc(parts: SplitResult, netloc: str) -> str:
+    return parts._replace(netloc=netloc).geturl()
 
 
 def verify_signature(
-    url: str, params: Mapping[str, str], auth_token: str, header_value: str | None
+    url: str,
+    params: Params,
+    auth_token: str,
+    header_value: str | None,
+    *,
+    algorithm: str = HMAC_SHA1,
 ) -> bool:
-    if not header_value or not auth_token:
+    """Whether header_value signs this request, over either URL form (see signed_url_forms)."""
+    if not header_value or not auth_token or algorithm.upper() not in _HASHES:
         return False
-    expected = signature(url, params, auth_token)
-    return hmac.compare_digest(expected.encode(), header_value.encode())
+    try:
+        forms = signed_url_forms(url)
+    except ValueError:
+        return False
+    pairs = list(params.items() if isinstance(params, Mapping) else params)
+    # Compared as sent, like twilio's validator (which strips only its own value).
+    given = header_value.encode()
+    matches = [
+        hmac.compare_digest(signature(form, pairs, auth_token, algorithm).encode(), given)
+        for form in forms
+    ]
+    return any(matches)
+
+
+def status_word(params: Mapping[str, str]) -> str:
+    return (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
+
+
+def ignored_reason(params: Mapping[str, str]) -> str | None:
+    """Why a StatusCallback folds nothing although it is not an interim state, else None."""
+    word = status_word(params)
+    if not word:
+        return "no MessageStatus"
+    if word not in _CALLBACK_STATUS:
+        return f"unknown MessageStatus {word[:40]!r}"
+    return None
 
 
 def parse_callback(
     params: Mapping[str, str], message_id: str, received_at_ms: int
 ) -> StatusEvent | None:
-    """The status event a StatusCallback carries, or None for interim states."""
+    """The status event a StatusCallback carries, or None when there is nothing to fold:
+    an interim state, or a status word Twilio added after herald (see ignored_reason)."""
     try:
         campaign_id, recipient_id, attempt = parse_message_id(message_id)
     except ValueError as exc:
         raise CallbackError("malformed message id") from exc
-    raw_status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
-    if raw_status not in _CALLBACK_STATUS:
-        raise CallbackError(f"unknown MessageStatus {raw_status[:40]!r}")
-    mapped = _CALLBACK_STATUS[raw_status]
+    raw_status = status_word(params)
+    mapped = _CALLBACK_STATUS.get(raw_status)
     if mapped is None:
+        # Interim states fold nothing; see ignored_reason for words Twilio added later.
         return None
     status, accepted = mapped
     error_code = (params.get("ErrorCode") or "").strip() or None

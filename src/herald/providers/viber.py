@@ -1,9 +1,11 @@
-"""Viber business messages: sends, delivery callbacks, callback signatures.
+"""Viber bots: sends, delivery callbacks, identity callbacks, callback signatures.
 
-Requests follow Viber's REST API (`/pa/send_message`, X-Viber-Auth-Token), addressed by E.164
-number the way partner APIs address users. Errors come back inside an HTTP 200 as a non-zero
-`status`. Callbacks carry Viber's message_token but not herald's id, so they parse into
-*unresolved* events that the status consumer resolves through the attempts table.
+Requests follow Viber's REST bot API (`/pa/send_message`, X-Viber-Auth-Token). The receiver is
+a Viber user id, never a phone number: a contact's user id is learned from the callbacks of a
+user who opened the bot through the account's deep link (domain/identities.py) or set through
+the contacts API. Errors come back inside an HTTP 200 as a non-zero `status`. Delivery
+callbacks carry Viber's message_token but not herald's id, so they parse into *unresolved*
+events that the status consumer resolves through the attempts table.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import aiohttp
 import orjson
 
 from herald.domain.channels import Channel
+from herald.domain.identities import MAX_ADDRESS_CHARS, IdentityEvent, contact_ref
 from herald.domain.status import RecipientStatus, StatusEvent
 from herald.providers._http import CallbackError as CallbackError
 from herald.providers._http import (
@@ -39,6 +42,7 @@ SIGNATURE_HEADER: Final = "X-Viber-Content-Signature"
 
 STATUS_OK: Final = 0
 STATUS_NOT_REGISTERED: Final = 5
+STATUS_NOT_SUBSCRIBED: Final = 6
 STATUS_TOO_MANY_REQUESTS: Final = 12
 
 _UNREACHABLE: Final = frozenset({5, 6, 11})  # not a Viber user, not subscribed, no device
@@ -103,6 +107,7 @@ class ViberProvider:
 
 
 def request_body(message: OutboundMessage, *, sender_name: str) -> dict[str, Any]:
+    """send_message's body; message.to is the contact's Viber user id (compose put it there)."""
     return {
         "receiver": message.to,
         "type": "text",
@@ -201,3 +206,46 @@ def parse_callback(payload: object, received_at_ms: int) -> StatusEvent | None:
         accepted=True,
         fallback=fallback,
     )
+
+
+def parse_identity(payload: object, received_at_ms: int) -> IdentityEvent | None:
+    """What a subscription callback says about who a Viber user is; None for other events and
+    for a user who came without a contact reference (nothing to link them to).
+
+    conversation_started names the user and the deep link's `context` (a contact id);
+    `subscribed` links too when it carries a context; unsubscribed unlinks the user id.
+    Raises CallbackError when the payload is not a Viber callback or lacks the user.
+    """
+    if not isinstance(payload, dict):
+        raise CallbackError("callback must be a JSON object")
+    event = payload.get("event")
+    if event not in ("conversation_started", "subscribed", "unsubscribed"):
+        return None
+    at = epoch_ms(payload.get("timestamp"), unit_ms=1) or received_at_ms
+    if event == "unsubscribed":
+        user_id = payload.get("user_id")
+        if not _user_id_ok(user_id):
+            raise CallbackError("unsubscribed callback needs a user_id")
+        assert isinstance(user_id, str)
+        return IdentityEvent(
+            channel=Channel.VIBER.value, address=user_id, linked=False, occurred_at_ms=at
+        )
+    user = payload.get("user")
+    user_id = user.get("id") if isinstance(user, dict) else None
+    if not _user_id_ok(user_id):
+        raise CallbackError(f"{event} callback needs user.id")
+    assert isinstance(user_id, str)
+    ref = contact_ref(payload.get("context"))
+    if ref is None:
+        return None
+    return IdentityEvent(
+        channel=Channel.VIBER.value,
+        address=user_id,
+        linked=True,
+        occurred_at_ms=at,
+        contact_ref=ref,
+    )
+
+
+def _user_id_ok(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ADDRESS_CHARS

@@ -34,7 +34,9 @@ from herald.providers.base import ErrorClass, OutboundMessage, SendResult
 from herald.settings import Secret
 
 SOURCE: Final = "whatsapp"
-DEFAULT_API_VERSION: Final = "v21.0"
+# Meta retires each Graph API version about two years after its release (v21.0 on
+# 2027-01-21); the deployment picks one with HERALD_WHATSAPP_GRAPH_VERSION.
+DEFAULT_API_VERSION: Final = "v25.0"
 SIGNATURE_PREFIX: Final = "sha256="
 
 CODE_UNDELIVERABLE: Final = 131026
@@ -42,13 +44,13 @@ CODE_OUTSIDE_WINDOW: Final = 131047
 CODE_ENGAGEMENT_CAP: Final = 131049
 CODE_MARKETING_OPT_OUT: Final = 131050
 
+CODE_ACCESS_TOKEN: Final = 190
 _RATE_LIMITED: Final = frozenset({4, 80007, 130429, 131048, 131056})
 # Not reachable on WhatsApp (or not now): the next channel in the chain may be tried.
 _UNREACHABLE: Final = frozenset({CODE_UNDELIVERABLE, CODE_OUTSIDE_WINDOW, CODE_ENGAGEMENT_CAP})
 _PERMANENT: Final = frozenset(
     {
         100,
-        190,
         131008,
         131009,
         132000,
@@ -92,7 +94,8 @@ class WhatsAppProvider:
         connect_timeout_s: float | None = None,
     ) -> None:
         self._session = session
-        self._url = f"{base_url.rstrip('/')}/{api_version}/{phone_number_id}/messages"
+        version = graph_version(api_version)
+        self._url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
         self._headers = {
             "Accept": "application/json",
             "Content-Type": "application/json",
@@ -124,6 +127,14 @@ class WhatsAppProvider:
     async def close(self) -> None:
         # The session belongs to the caller.
         return None
+
+
+def graph_version(value: str) -> str:
+    """The version path segment ("v24.0") from a setting written with or without its "v"."""
+    version = value.strip().strip("/")
+    if not version:
+        return DEFAULT_API_VERSION
+    return version if version.startswith("v") else f"v{version}"
 
 
 def wa_recipient(phone: str) -> str:
@@ -189,6 +200,9 @@ def classify_error(status: int, code: int | None) -> ErrorClass:
     """The error class of a refused send: Meta's error code first, the HTTP status second."""
     if code in _RATE_LIMITED:
         return ErrorClass.RATE_LIMITED
+    if code == CODE_ACCESS_TOKEN or status == 401:
+        # The access token expired or was revoked: the account is held, nobody fails for it.
+        return ErrorClass.UNAUTHORIZED
     if code in _UNREACHABLE:
         return ErrorClass.UNREACHABLE
     if code == CODE_MARKETING_OPT_OUT:

@@ -30,6 +30,7 @@ async def setup(ctx: Context) -> Parts:
         rbm_token=settings.rbm_token,
         rbm_client_token=settings.rbm_client_token,
         viber_token=settings.viber_auth_token,
+        sendgrid_api_key=settings.sendgrid_api_key,
         callback_base_url=settings.ingress_url,
         behaviour=behaviour,
         # Meta batches statuses into one webhook under load; so does the stand-in.

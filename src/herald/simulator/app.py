@@ -1,4 +1,5 @@
-"""A local provider simulator: Twilio, WhatsApp Cloud API, RBM and Viber on one HTTP server.
+"""A local provider simulator: Twilio, WhatsApp Cloud API, RBM, Viber and SendGrid's Mail Send
+API on one HTTP server.
 
 Each endpoint speaks the real provider's wire format, so herald's adapters talk to it exactly
 as they would to the provider. Answers come from the pure per-number outcomes in outcomes.py;
@@ -20,11 +21,12 @@ from aiohttp import web
 
 from herald.domain.channels import Channel
 from herald.settings import Secret
-from herald.simulator import rbm, twilio, viber, whatsapp
+from herald.simulator import devkeys, rbm, sendgrid, twilio, viber, whatsapp
 from herald.simulator.behaviour import Behaviour
 from herald.simulator.callbacks import Dispatcher
 from herald.simulator.callbacks import backoff_ms as backoff_ms
 from herald.simulator.desk import Desk, json_response
+from herald.simulator.smtp import load_private_key
 from herald.simulator.stats import SimulatorStats as SimulatorStats
 from herald.simulator.twilio import MESSAGES_PATH as MESSAGES_PATH
 from herald.simulator.twilio import fault_code as fault_code
@@ -56,6 +58,7 @@ _DEV_WHATSAPP_APP_SECRET: Final = Secret(DEV_WHATSAPP_APP_SECRET)
 _DEV_RBM_TOKEN: Final = Secret(DEV_RBM_TOKEN)
 _DEV_RBM_CLIENT_TOKEN: Final = Secret(DEV_RBM_CLIENT_TOKEN)
 _DEV_VIBER_TOKEN: Final = Secret(DEV_VIBER_TOKEN)
+_DEV_SENDGRID_KEY: Final = Secret(sendgrid.DEV_API_KEY)
 
 _CALLBACK_TIMEOUT_S: Final = 10.0
 # In-flight send handlers are short; don't let a stuck client hold up stop().
@@ -79,6 +82,8 @@ class Simulator:
         rbm_token: Secret = _DEV_RBM_TOKEN,
         rbm_client_token: Secret = _DEV_RBM_CLIENT_TOKEN,
         viber_token: Secret = _DEV_VIBER_TOKEN,
+        sendgrid_api_key: Secret = _DEV_SENDGRID_KEY,
+        email_private_key_pem: bytes | None = None,
         callback_base_url: str = "",
         behaviour: Behaviour = _DEFAULT_BEHAVIOUR,
         whatsapp_batch_max: int = 1,
@@ -112,6 +117,13 @@ class Simulator:
         )
         self._rbm = rbm.RbmDesk(self._desk, token=rbm_token, client_token=rbm_client_token)
         self._viber = viber.ViberDesk(self._desk, token=viber_token)
+        # SendGrid events are signed with the same key as the SMTP server's (development's
+        # fixed one unless given), so one HERALD_EMAIL_WEBHOOK_PUBLIC_KEY checks both.
+        self._sendgrid = sendgrid.SendGridDesk(
+            self._desk,
+            api_key=sendgrid_api_key,
+            private_key=load_private_key(email_private_key_pem or devkeys.private_key_pem()),
+        )
         self._runner: web.AppRunner | None = None
 
     def __repr__(self) -> str:
@@ -130,6 +142,11 @@ class Simulator:
         """Accepted sends per destination number (E.164), every channel together."""
         return self._desk.sent_to
 
+    @property
+    def viber_users(self) -> viber.ViberDesk:
+        """The Viber bot's users: add_user / remove_user post the subscription callbacks."""
+        return self._viber
+
     def fail_next(self, n: int, status: int = 500) -> None:
         """Answer the next n send requests (any channel) with `status` and an error body."""
         self._desk.faults.extend([status] * n)
@@ -140,9 +157,11 @@ class Simulator:
         app = web.Application()
         app.router.add_post(twilio.MESSAGES_PATH, self._twilio.send)
         app.router.add_post(whatsapp.MESSAGES_PATH, self._whatsapp.send)
-        app.router.add_post(rbm.MESSAGES_PATH, self._rbm.send)
-        app.router.add_delete(rbm.MESSAGE_PATH, self._rbm.revoke)
+        app.add_routes(self._rbm.routes())
         app.router.add_post(viber.SEND_PATH, self._viber.send)
+        app.router.add_post(sendgrid.MAIL_SEND_PATH, self._sendgrid.send)
+        app.router.add_post(viber.USERS_PATH, self._viber.users_post)
+        app.router.add_delete(viber.USER_PATH, self._viber.user_delete)
         app.router.add_get(PATH_STATS, self._stats)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
         await runner.setup()

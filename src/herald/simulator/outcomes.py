@@ -92,6 +92,12 @@ def expected_final(phone: str) -> str:
 # channel, the tens digit says whether the user reads (t even) and whether delivery is slow
 # (t == 7). The unit sets overlap so that chains exercise every fallback path: u = 6, 7 are
 # on RCS only, u = 4 on WhatsApp and Viber, u = 5 on WhatsApp only, u = 8, 9 on SMS only.
+#
+# Viber addresses user ids, not numbers: the simulator's bot users are made for a phone
+# (simulator/viber.py). A user whose phone is in VIBER_USER_UNITS subscribes and gets the
+# outcome below; any other opens the conversation without subscribing, and a send to it is
+# answered status 6 receiverNotSubscribed. A contact herald knows no user id for is not sent
+# to on Viber at all (no attempt; the chain moves on).
 
 WHATSAPP_USER_UNITS: Final = frozenset({0, 1, 2, 3, 4, 5})
 RCS_CAPABLE_UNITS: Final = frozenset({0, 1, 2, 3, 6, 7})
@@ -102,6 +108,7 @@ SLOW_TENS: Final = 7
 CODE_WA_UNDELIVERABLE: Final = "131026"
 CODE_RBM_NOT_FOUND: Final = "NOT_FOUND"
 CODE_VIBER_NOT_REGISTERED: Final = "5"
+CODE_VIBER_NOT_SUBSCRIBED: Final = "6"
 
 HTTP_OK: Final = 200
 HTTP_NOT_FOUND: Final = 404
@@ -173,6 +180,8 @@ def rcs_outcome(phone: str) -> ChannelOutcome:
 
 
 def viber_outcome(phone: str) -> ChannelOutcome:
+    """How the simulator answers a send to the Viber user made for phone (a user the
+    simulator never made is status 5, one not subscribed status 6: simulator/viber.py)."""
     if _units(phone)[0] not in VIBER_USER_UNITS:
         # Viber reports errors inside an HTTP 200.
         return ChannelOutcome(
@@ -210,14 +219,19 @@ def channel_final(phone: str, channel: Channel) -> tuple[str, bool]:
     raise ValueError(f"the simulator does not serve {channel.value}")
 
 
-def expected_path(phone: str, channels: Sequence[Channel]) -> list[tuple[Channel, str]]:
+def expected_path(
+    phone: str, channels: Sequence[Channel], *, viber_linked: bool = True
+) -> list[tuple[Channel, str]]:
     """The (channel, final attempt status) herald should record along a chain.
 
     Stops at the first delivered/read or at a failure that must not fall back. Injected
-    faults (Behaviour) are not modelled: herald is expected to retry through them.
+    faults (Behaviour) are not modelled: herald is expected to retry through them. With
+    viber_linked False (the contact has no Viber user id) Viber is passed over: no attempt.
     """
     path: list[tuple[Channel, str]] = []
     for channel in channels:
+        if channel is Channel.VIBER and not viber_linked:
+            continue
         status, fall_back = channel_final(phone, channel)
         path.append((channel, status))
         if not fall_back:

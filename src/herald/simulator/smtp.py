@@ -7,8 +7,9 @@ and `delivered` events, plus `open` when the local part contains `open`.
 
 Events go to `events_url` the way SendGrid's Event Webhook sends them: JSON arrays gathered
 for up to `callback_delay_ms`, signed with ECDSA P-256 over timestamp + body, retried with
-backoff on failure. The server runs on the caller's event loop, so port 0 works and stop()
-leaves nothing behind.
+backoff on failure. Like SendGrid, an event carries the message's X-SMTPAPI `unique_args` as
+top-level fields and no other field of herald's (its X-Herald-Message-Id header is not read).
+The server runs on the caller's event loop, so port 0 works and stop() leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from herald.providers.email import (
     FIELD_HERALD_ID,
-    HEADER_HERALD_ID,
     HEADER_SIGNATURE,
+    HEADER_SMTPAPI,
     HEADER_TIMESTAMP,
+    unique_args,
 )
 from herald.settings import Secret
 from herald.simulator.callbacks import backoff_ms
@@ -98,7 +100,7 @@ class SmtpSimulatorStats:
     messages: int = 0  # DATA transactions answered 250
     # Per recipient: rejected / tempfailed (at RCPT), bounced / delivered (after DATA).
     by_outcome: collections.Counter[str] = field(default_factory=collections.Counter)
-    duplicates: int = 0  # messages whose X-Herald-Message-Id was seen before
+    duplicates: int = 0  # messages whose unique_args herald_message_id was seen before
     event_posts: int = 0  # POSTs answered 2xx
     events_posted: int = 0
     events_failed: int = 0  # events in batches given up on after every retry
@@ -124,7 +126,7 @@ class SmtpSimulator:
         self.port = port
         self.events_url = events_url
         self._private_key = (
-            _load_private_key(private_key_pem)
+            load_private_key(private_key_pem)
             if private_key_pem is not None
             else ec.generate_private_key(ec.SECP256R1())
         )
@@ -262,7 +264,9 @@ class SmtpSimulator:
         content = envelope.original_content or envelope.content or b""
         raw = content if isinstance(content, bytes) else content.encode()
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        herald_id = str(parsed.get(HEADER_HERALD_ID, "")).strip() or None
+        # SendGrid reads (and removes) X-SMTPAPI; its unique_args come back in every event.
+        args = unique_args(str(parsed.get(HEADER_SMTPAPI, "")))
+        herald_id = args.get(FIELD_HERALD_ID) or None
         smtp_id = str(parsed.get("Message-ID", "")).strip() or None
         self.stats.messages += 1
         if herald_id is not None:
@@ -273,13 +277,12 @@ class SmtpSimulator:
         for index, address in enumerate(envelope.rcpt_tos):
             outcome = email_outcome(address)
             base: dict[str, Any] = {
+                **args,
                 "email": address,
                 "sg_message_id": f"{queue_id}.filter0001.{index}",
             }
             if smtp_id is not None:
                 base["smtp-id"] = smtp_id
-            if herald_id is not None:
-                base[FIELD_HERALD_ID] = herald_id
             if outcome.behaviour is AddressBehaviour.BOUNCE:
                 self.stats.by_outcome["bounced"] += 1
                 self._emit(
@@ -422,7 +425,7 @@ class _Session(SMTP):
         super().connection_lost(error)
 
 
-def _load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
+def load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("private_key_pem must be an unencrypted ECDSA P-256 key")

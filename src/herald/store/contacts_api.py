@@ -42,27 +42,37 @@ class ContactFields:
     lifecycle_stage: str | None = None
     tags: Sequence[str] = ()
     metadata: Mapping[str, Any] | None = None
+    viber_user_id: str | None = None
+
+
+# The channel whose identity the API exposes as `viber_user_id` (contact_identities.channel).
+VIBER = "viber"
 
 
 def _row(record: asyncpg.Record | None) -> Row | None:
     return None if record is None else dict(record)
 
 
-async def insert(pool: Conn, account_id: str, c: ContactFields) -> Row:
-    record = await pool.fetchrow(
-        sql("contacts_api", "insert"),
-        account_id,
-        c.phone,
-        c.email,
-        c.first_name,
-        c.last_name,
-        c.country_code,
-        c.lifecycle_stage,
-        list(c.tags),
-        dict(c.metadata or {}),
-    )
-    assert record is not None
-    return dict(record)
+async def insert(pool: asyncpg.Pool, account_id: str, c: ContactFields) -> Row:
+    async with pool.acquire() as conn, conn.transaction():
+        record = await conn.fetchrow(
+            sql("contacts_api", "insert"),
+            account_id,
+            c.phone,
+            c.email,
+            c.first_name,
+            c.last_name,
+            c.country_code,
+            c.lifecycle_stage,
+            list(c.tags),
+            dict(c.metadata or {}),
+        )
+        assert record is not None
+        row = dict(record)
+        if c.viber_user_id is not None:
+            await set_identity(conn, account_id, row["id"], VIBER, c.viber_user_id)
+    row["viber_user_id"] = c.viber_user_id
+    return row
 
 
 async def get(pool: Conn, account_id: str, contact_id: uuid.UUID) -> Row | None:
@@ -88,9 +98,35 @@ async def page(
 
 
 async def update(
+    pool: asyncpg.Pool, account_id: str, contact_id: uuid.UUID, changes: Mapping[str, Any]
+) -> Row | None:
+    """Changes name fields to set (a None value clears); `metadata` merges instead;
+    `viber_user_id` sets or (None) clears the contact's Viber identity."""
+    if "viber_user_id" not in changes:
+        return await _update(pool, account_id, contact_id, changes)
+    async with pool.acquire() as conn, conn.transaction():
+        if await get(conn, account_id, contact_id) is None:
+            return None
+        address = changes["viber_user_id"]
+        if address is None:
+            await conn.execute(sql("contacts_api", "clear_identity"), account_id, contact_id, VIBER)
+        else:
+            await set_identity(conn, account_id, contact_id, VIBER, address)
+        return await _update(conn, account_id, contact_id, changes)
+
+
+async def set_identity(
+    conn: asyncpg.Connection, account_id: str, contact_id: uuid.UUID, channel: str, address: str
+) -> None:
+    """Inside the caller's transaction: the address moves here from any other contact."""
+    args = (account_id, contact_id, channel, address)
+    await conn.execute(sql("contacts_api", "unset_identity_elsewhere"), *args)
+    await conn.execute(sql("contacts_api", "set_identity"), *args)
+
+
+async def _update(
     pool: Conn, account_id: str, contact_id: uuid.UUID, changes: Mapping[str, Any]
 ) -> Row | None:
-    """Changes name fields to set (a None value clears); `metadata` merges instead."""
     args: list[Any] = [account_id, contact_id]
     for name in (
         "phone",

@@ -48,6 +48,7 @@ def _rows(rows: Sequence[asyncpg.Record]) -> list[RecipientRow]:
                 fields=fields,
                 opted_out=_channels(r["opted_out"]),
                 variant=r["variant"],
+                viber_user_id=r["viber_user_id"],
             )
         )
     return result

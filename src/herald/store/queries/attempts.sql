@@ -5,6 +5,20 @@ SELECT $1, r, a, $4, $5 FROM unnest($2::int[], $3::smallint[]) AS t (r, a)
 ON CONFLICT DO NOTHING
 RETURNING recipient_id;
 
+-- name: follow_chain
+-- Open recipients whose next attempt (on channel $3) starts now: the row names it. Locked in
+-- id order first, as the status fold locks recipients, so the two never wait in a cycle.
+WITH locked AS (
+    SELECT r.id FROM recipients r
+    WHERE r.campaign_id = $1 AND r.id = ANY ($2::int[])
+      AND r.channel IS DISTINCT FROM $3
+      AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped', 'cancelled')
+    ORDER BY r.id
+    FOR NO KEY UPDATE OF r
+)
+UPDATE recipients r SET channel = $3, updated_at = now()
+FROM locked WHERE r.campaign_id = $1 AND r.id = locked.id;
+
 -- name: existing
 SELECT recipient_id, attempt_no, outcome, provider_message_id, error_code, error_description,
        sends

@@ -7,13 +7,17 @@ RETURNING id, phone, email, first_name, last_name, country_code, lifecycle_stage
 
 -- name: get
 SELECT id, phone, email, first_name, last_name, country_code, lifecycle_stage, tags,
-       attributes, created_at, updated_at
+       attributes, created_at, updated_at,
+       (SELECT i.address FROM contact_identities i
+        WHERE i.contact_id = contacts.id AND i.channel = 'viber') AS viber_user_id
 FROM contacts WHERE account_id = $1 AND id = $2;
 
 -- name: list
 -- $2 lifecycle stage, $3 tag, ($4, $5) keyset position, $6 limit.
 SELECT id, phone, email, first_name, last_name, country_code, lifecycle_stage, tags,
-       attributes, created_at, updated_at
+       attributes, created_at, updated_at,
+       (SELECT i.address FROM contact_identities i
+        WHERE i.contact_id = contacts.id AND i.channel = 'viber') AS viber_user_id
 FROM contacts
 WHERE account_id = $1
   AND ($2::text IS NULL OR lifecycle_stage = $2)
@@ -25,7 +29,9 @@ LIMIT $6;
 -- name: search
 -- As list, with $7 a prefix tsquery over names, email and phone digits (the GIN index).
 SELECT id, phone, email, first_name, last_name, country_code, lifecycle_stage, tags,
-       attributes, created_at, updated_at
+       attributes, created_at, updated_at,
+       (SELECT i.address FROM contact_identities i
+        WHERE i.contact_id = contacts.id AND i.channel = 'viber') AS viber_user_id
 FROM contacts
 WHERE account_id = $1
   AND herald_contact_document(first_name, last_name, phone, email)
@@ -52,7 +58,25 @@ UPDATE contacts SET
     updated_at = now()
 WHERE account_id = $1 AND id = $2
 RETURNING id, phone, email, first_name, last_name, country_code, lifecycle_stage, tags,
-          attributes, created_at, updated_at;
+          attributes, created_at, updated_at,
+          (SELECT i.address FROM contact_identities i
+           WHERE i.contact_id = contacts.id AND i.channel = 'viber') AS viber_user_id;
+
+-- name: set_identity
+-- The contact's address on channel $3 is $4, set through the API ($1 account, $2 contact).
+-- Another contact of the account that had the address loses it (unset_identity_elsewhere
+-- runs first, in the same transaction). Callbacks older than this change do not undo it.
+INSERT INTO contact_identities (account_id, contact_id, channel, address, updated_at)
+SELECT c.account_id, c.id, $3, $4, now() FROM contacts c WHERE c.account_id = $1 AND c.id = $2
+ON CONFLICT (contact_id, channel) DO UPDATE
+SET address = EXCLUDED.address, updated_at = EXCLUDED.updated_at;
+
+-- name: unset_identity_elsewhere
+DELETE FROM contact_identities
+WHERE account_id = $1 AND channel = $3 AND address = $4 AND contact_id <> $2;
+
+-- name: clear_identity
+DELETE FROM contact_identities WHERE account_id = $1 AND contact_id = $2 AND channel = $3;
 
 -- name: delete
 DELETE FROM contacts WHERE account_id = $1 AND id = $2 RETURNING id;
@@ -94,6 +118,8 @@ ORDER BY p.channel;
 -- Contacts opted out of any channel ($2: of that channel), $3 optional tsquery.
 SELECT c.id, c.phone, c.email, c.first_name, c.last_name, c.country_code, c.lifecycle_stage,
        c.tags, c.attributes, c.created_at, c.updated_at,
+       (SELECT i.address FROM contact_identities i
+        WHERE i.contact_id = c.id AND i.channel = 'viber') AS viber_user_id,
        ARRAY(SELECT p.channel FROM contact_preferences p
              WHERE p.contact_id = c.id AND NOT p.opted_in ORDER BY p.channel) AS opted_out
 FROM contacts c

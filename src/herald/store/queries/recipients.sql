@@ -1,10 +1,13 @@
 -- name: queued_chunk
--- Keyset page of a batch's recipients still queued, with the contact fields templates use
--- and the channels the contact opted out of.
+-- Keyset page of a batch's recipients still queued, with the contact fields templates use,
+-- the channels the contact opted out of and its Viber user id (a primary-key lookup per row,
+-- read at send time so a user who unsubscribed after expansion is not addressed).
 SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id, r.variant,
        c.first_name, c.last_name, c.attributes,
        ARRAY(SELECT p.channel FROM contact_preferences p
-             WHERE p.contact_id = r.contact_id AND NOT p.opted_in) AS opted_out
+             WHERE p.contact_id = r.contact_id AND NOT p.opted_in) AS opted_out,
+       (SELECT i.address FROM contact_identities i
+        WHERE i.contact_id = r.contact_id AND i.channel = 'viber') AS viber_user_id
 FROM recipients r LEFT JOIN contacts c ON c.id = r.contact_id
 WHERE r.campaign_id = $1 AND r.id > $2 AND r.id <= $3 AND r.status = 'queued'
 ORDER BY r.id
@@ -15,7 +18,9 @@ LIMIT $4;
 SELECT r.id, r.phone, r.email, r.contact_id::text AS contact_id, r.variant,
        c.first_name, c.last_name, c.attributes,
        ARRAY(SELECT p.channel FROM contact_preferences p
-             WHERE p.contact_id = r.contact_id AND NOT p.opted_in) AS opted_out
+             WHERE p.contact_id = r.contact_id AND NOT p.opted_in) AS opted_out,
+       (SELECT i.address FROM contact_identities i
+        WHERE i.contact_id = r.contact_id AND i.channel = 'viber') AS viber_user_id
 FROM recipients r LEFT JOIN contacts c ON c.id = r.contact_id
 WHERE r.campaign_id = $1 AND r.id = ANY ($2::int[])
   AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped', 'cancelled')

@@ -166,7 +166,8 @@ async def test_jsonl_import_and_broken_stream(server: Server, api_pool: asyncpg.
         b'{"phone": "+14155550123", "first_name": "J", "tags": ["x"], "metadata": {"k": 1}}\n'
         b"not json\n"
         b'{"email": "bad"}\n'
-        b'{"email": "ok@example.com"}'
+        b'{"email": "ok@example.com"}\n'
+        b'{"phone": "+14155550125", "viber_user_id": "u-1"}'
     )
     async with server.session.post(
         f"{server.url}/v1/contacts/import",
@@ -174,8 +175,9 @@ async def test_jsonl_import_and_broken_stream(server: Server, api_pool: asyncpg.
         headers={**server.headers, "Content-Type": "application/x-ndjson"},
     ) as response:
         result = (await response.json())["data"]
-    assert (result["imported"], result["rejected"]) == (2, 2)
-    assert [e["line"] for e in result["errors"]] == [2, 3]
+    assert (result["imported"], result["rejected"]) == (2, 3)
+    assert [e["line"] for e in result["errors"]] == [2, 3, 5]
+    assert result["errors"][2]["field"] == "viber_user_id"
     before = await api_pool.fetchval("SELECT count(*) FROM contacts")
     async with server.session.post(
         f"{server.url}/v1/contacts/import",

@@ -154,6 +154,13 @@ def contact_record(account: str, raw: dict[str, Any]) -> tuple[Any, ...]:
     except ValidationError as exc:
         code, message, fld = model_error(list(exc.errors()))
         raise ApiError(code, message, field=fld) from None
+    if contact.viber_user_id is not None:
+        # The COPY writes contacts only; a value taken here would be silently dropped.
+        raise ApiError(
+            ErrorCode.VALIDATION_FAILED,
+            "set viber_user_id with POST or PUT /v1/contacts, not in a bulk import",
+            field="viber_user_id",
+        )
     return (
         uuid.uuid4(),
         account,

@@ -438,14 +438,18 @@ class Delivery:
             limiter = self._provider_limiters[label] = AdaptiveLimiter(rate)
         return limiter
 
+    async def rate_of(self, account_id: str) -> float:
+        """The account's send rate per channel (its own, else the deployment's default)."""
+        if account_id not in self._rates:
+            rate = await accounts.rate_per_s(self.pool, account_id)
+            self._rates[account_id] = rate or self.settings.default_rate_per_s
+        return self._rates[account_id]
+
     async def _limiter(self, account_id: str, channel: Channel) -> AdaptiveLimiter:
         key = (account_id, channel)
         limiter = self._limiters.get(key)
         if limiter is None:
-            if account_id not in self._rates:
-                rate = await accounts.rate_per_s(self.pool, account_id)
-                self._rates[account_id] = rate or self.settings.default_rate_per_s
-            limiter = AdaptiveLimiter(self._rates[account_id])
+            limiter = AdaptiveLimiter(await self.rate_of(account_id))
             self._limiters[key] = limiter
         return limiter
 

@@ -59,6 +59,11 @@ SEND_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS_S,
 )
 SENDS_IN_FLIGHT = Gauge("herald_sends_in_flight", "Provider requests awaiting an answer.")
+BATCHES_YIELDED = Counter(
+    "herald_batches_yielded_total",
+    "Batches a worker handed back to the end of their partition after worker_slice_s, so "
+    "other accounts' work on that partition runs in between (fair sharing).",
+)
 PROVIDER_UNAUTHORIZED = Counter(
     "herald_provider_unauthorized_total",
     "Sends a provider refused for herald's credential (expired or revoked); the provider "

@@ -236,6 +236,11 @@ class Settings:
     default_rate_per_s: float = _doc("Send rate per account and channel unless set", default=2000.0)
     worker_concurrency: int = _doc("In-flight provider requests per worker process", default=128)
     worker_chunk_size: int = _doc("Recipients read from Postgres per chunk", default=500)
+    worker_slice_s: float = _doc(
+        "Longest a worker spends on one batch before it hands the rest back to the end of "
+        "its partition, so other accounts' work on that partition is not held up",
+        default=2.0,
+    )
     send_timeout_s: float = _doc("Provider HTTP timeout", default=10.0)
     status_batch_max: int = _doc("Status events folded per transaction", default=2000)
     scheduler_poll_s: float = _doc("How often the scheduler looks for due campaigns", default=1.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 
 import anyio
@@ -23,12 +24,12 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from herald import metrics
 from herald.bus import codec
 from herald.bus.consumer import DeadLetter
-from herald.constants import TOPIC_STATUS_EVENTS
+from herald.constants import TOPIC_DISPATCH_BATCHES, TOPIC_STATUS_EVENTS
 from herald.delivery import Delivery
 from herald.domain.compose import RecipientRow
 from herald.domain.events import CampaignConfirmed, EventError, parse_campaign_confirmed
 from herald.domain.status import RecipientStatus, StatusEvent, to_wire
-from herald.domain.work import BatchItem, FallbackItem, parse_work
+from herald.domain.work import BatchItem, FallbackItem, batch_to_wire, parse_work
 from herald.providers.directory import Directory
 from herald.settings import Settings
 from herald.store import campaigns, recipients, reconcile
@@ -116,6 +117,7 @@ class Worker:
                 outcome = await self.dispatch(item)
             else:
                 outcome = await self.fall_back(item)
+            # "yielded": the rest of the batch went back to the end of the partition.
             if outcome == "unknown_campaign":
                 await self.dead_letter.send(record, "unknown_campaign: no such campaign")
             elif outcome == "stopped":
@@ -123,13 +125,29 @@ class Worker:
         return True
 
     async def dispatch(self, item: BatchItem) -> str:
-        """Send one batch; returns done, paused, stopped (drain) or unknown_campaign."""
+        """Send one batch; returns done, yielded (its rest published again after
+        worker_slice_s), paused, stopped (drain) or unknown_campaign."""
         event = await self._open_campaign(item.campaign_id)
         if isinstance(event, str):
             return event
         gate = partial(self.control.sending, item.campaign_id)
         cursor = item.first_id - 1
+        started = time.monotonic()
+        # A chunk is what its account can send in about one slice, so a slice ends on time
+        # even at a low rate (500 recipients at 100/s would be 5 s).
+        rate = await self.delivery.rate_of(event.account_id)
+        chunk_size = max(
+            1, min(self.settings.worker_chunk_size, int(rate * self.settings.worker_slice_s))
+        )
         while True:
+            if (
+                cursor >= item.first_id
+                and time.monotonic() - started >= self.settings.worker_slice_s
+            ):
+                # Fair sharing: one account's slow, rate-limited batch must not hold up the
+                # other accounts whose work waits on this partition. The rest goes to the end.
+                await self._continue(item, cursor + 1)
+                return "yielded"
             if self.stop.is_set():
                 return "stopped"
             status = await self.control.status(item.campaign_id)
@@ -137,7 +155,7 @@ class Worker:
                 # The batch stays unfinished; resuming the campaign publishes it again.
                 return "paused"
             chunk = await recipients.queued_chunk(
-                self.pool, item.campaign_id, cursor, item.last_id, self.settings.worker_chunk_size
+                self.pool, item.campaign_id, cursor, item.last_id, chunk_size
             )
             if not chunk:
                 break
@@ -153,6 +171,15 @@ class Worker:
         await campaigns.mark_batch_done(self.pool, item.campaign_id, item.batch_no)
         metrics.BATCHES_DISPATCHED.inc()
         return "done"
+
+    async def _continue(self, item: BatchItem, first_id: int) -> None:
+        rest = replace(item, first_id=first_id)
+        await self.producer.send_and_wait(
+            self.settings.topic(TOPIC_DISPATCH_BATCHES),
+            codec.encode(batch_to_wire(rest)),
+            key=codec.key(item.account_id),
+        )
+        metrics.BATCHES_YIELDED.inc()
 
     async def fall_back(self, item: FallbackItem) -> str:
         """Resume recipients' chains at the channel after the one that failed."""

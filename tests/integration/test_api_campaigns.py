@@ -4,6 +4,7 @@ payload round-trips through parse_campaign_confirmed), control, goal, recipients
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -678,3 +679,89 @@ async def test_a_campaign_id_another_account_holds_never_crosses_over(
     assert status == "sending"
     listed = data(await bob.get("/v1/campaigns"))
     assert any(c["id"] == mine and c["name"] == "theirs" for c in listed)
+
+
+async def test_transliteration_drops_the_goal_from_ucs2_to_gsm7_segments(
+    alice: Caller, api_pool: asyncpg.Pool
+) -> None:
+    body = "“Spring sale” — it’s on " + "x" * 90  # 114 characters: 2 UCS-2 parts, 1 GSM-7
+    draft = {
+        "name": "Smart quotes",
+        "channel": "sms",
+        "body": body,
+        "destinations": ["+14155550101", "+14155550102"],
+    }
+    cid = data(await alice.post("/v1/campaigns", draft), 201)["id"]
+    before = data(await alice.post(f"/v1/campaigns/{cid}/calculate-goal"))
+    price = Decimal(str(before["unit_price"]))
+    assert before["recipients"] == 2 and before["units_per_message"] == 2
+    assert Decimal(str(before["cost"])) == 2 * 2 * price
+
+    data(await alice.put(f"/v1/campaigns/{cid}", {"content": {"sms": {"transliterate": True}}}))
+    after = data(await alice.post(f"/v1/campaigns/{cid}/calculate-goal"))
+    assert after["recipients"] == 2 and after["units_per_message"] == 1
+    assert Decimal(str(after["cost"])) == 2 * 1 * price
+
+    data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    raw = next(
+        e for e in await _outbox_events(api_pool, alice.account_id) if e["campaign_id"] == cid
+    )
+    assert raw["content"]["sms"] == {"body": body, "transliterate": True}
+    event = parse_campaign_confirmed(raw)
+    assert event.content.sms is not None and event.content.sms.transliterate
+
+
+async def test_a_fallback_policy_goes_into_the_event_and_bad_ones_name_the_field(
+    alice: Caller, api_pool: asyncpg.Pool
+) -> None:
+    content = {
+        "whatsapp": {"template_name": "spring_sale", "language": "en_US"},
+        "sms": {"sender": "Herald", "body": "Hi"},
+    }
+    base = {"name": "Policy", "sending_mode": "WHATSAPP_SMS", "content": content, "tags": ["p"]}
+    policy = [
+        {"channel": "whatsapp", "after_s": 30, "success": "delivered"},
+        {"channel": "sms", "success": "sent"},
+    ]
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    cid = data(
+        await alice.post("/v1/campaigns", {**base, "fallback": policy, "scheduled_at": later}),
+        201,
+    )["id"]
+    data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    raw = next(
+        e for e in await _outbox_events(api_pool, alice.account_id) if e["campaign_id"] == cid
+    )
+    assert raw["fallback"] == policy
+    event = parse_campaign_confirmed(raw)
+    assert [(s.channel.value, s.after_s, s.success.value) for s in event.fallback] == [
+        ("whatsapp", 30, "delivered"),
+        ("sms", None, "sent"),
+    ]
+    # A scheduled campaign's change rewrites the pipeline row; its policy column follows.
+    data(await alice.put(f"/v1/campaigns/{cid}", {"fallback": [{"channel": "sms"}]}))
+    stored = await api_pool.fetchval("SELECT fallback_policy FROM campaigns WHERE id = $1", cid)
+    assert stored == {"sms": {"success": "delivered"}}
+
+    bad = [
+        ([{"channel": "rcs"}], "fallback.0.channel", "channel of the chain"),
+        ([{"channel": "sms"}, {"channel": "sms"}], "fallback.1.channel", "has a step already"),
+        ([{"channel": "sms", "after_s": -1}], "fallback.0.after_s", ""),
+        ([{"channel": "sms", "after_s": 10**8}], "fallback.0.after_s", ""),
+        ([{"channel": "whatsapp", "success": "read"}], "fallback.0.success", "read cannot be"),
+        ([{"channel": "whatsapp", "success": "opened"}], "fallback.0.success", "one of"),
+    ]
+    for fallback, field, words in bad:
+        detail = error(
+            await alice.post("/v1/campaigns", {**base, "fallback": fallback}),
+            422,
+            "validation_failed",
+        )
+        assert detail["field"] == field, detail
+        assert words in detail["message"], detail
+    detail = error(
+        await alice.put(f"/v1/campaigns/{cid}", {"fallback": [{"channel": "viber"}]}),
+        422,
+        "validation_failed",
+    )
+    assert detail["field"] == "fallback.0.channel"

@@ -71,3 +71,84 @@ async def test_windows_expire_in_every_live_status(settings: Settings, status: s
     assert {(e.status, e.error_code, e.fallback) for e in parsed} == {
         (RecipientStatus.FAILED, WINDOW_EXPIRED, True)
     }
+
+
+async def test_windows_follow_the_fallback_policy(settings: Settings) -> None:
+    """A step's after_s replaces the campaign's window for its channel; a step whose success
+    is accepted ends the chain there (its expiry carries no fallback); a campaign without a
+    policy keeps fallback_window_s."""
+    policies: dict[str, list[dict[str, object]] | None] = {
+        "pol-delivered": [{"channel": "whatsapp", "after_s": 30, "success": "delivered"}],
+        "pol-accepted": [{"channel": "whatsapp", "after_s": 30, "success": "accepted"}],
+        "pol-none": None,
+    }
+    await ensure_topics(settings)
+    async with db.pool(settings.database_url) as pool, producer(settings) as kafka:
+        for cid, policy in policies.items():
+            raw = campaign_event(
+                campaign_id=cid, account_id="a", mode=SendingMode.WHATSAPP_SMS, tags=[]
+            )
+            raw["audience"] = {"destinations": ["+14155550100", "+14155550101"]}
+            raw["fallback_window_s"] = 3600
+            if policy is not None:
+                raw["fallback"] = policy
+            event = parse_campaign_confirmed(raw)
+            assert await campaigns.insert(pool, event, raw)
+            async with pool.acquire() as conn, conn.transaction():
+                assert await campaigns.expand(conn, event) == 2
+            await attempts.insert_pending(pool, cid, [1, 2], [1, 1], "whatsapp", "whatsapp")
+            # Recipient 1 waited a minute (past after_s), recipient 2 ten seconds.
+            await pool.execute(
+                "UPDATE attempts SET status = 'sent', accepted = true,"
+                " created_at = now() - CASE recipient_id WHEN 1 THEN interval '1 minute'"
+                " ELSE interval '10 seconds' END WHERE campaign_id = $1",
+                cid,
+            )
+            await pool.execute("UPDATE campaigns SET status = 'sending' WHERE id = $1", cid)
+        stored = await pool.fetchval(
+            "SELECT fallback_policy FROM campaigns WHERE id = 'pol-delivered'"
+        )
+        assert stored == {"whatsapp": {"after_s": 30, "success": "delivered"}}
+        async with pool.acquire() as conn, conn.transaction():
+            claimed = await attempts.claim_expired_windows(conn, 100)
+            mine = sorted(
+                (w.campaign_id, w.recipient_id, w.chain_length)
+                for w in claimed
+                if w.campaign_id in policies
+            )
+            # The accepted step comes back as its chain's end: expiry closes, never hands on.
+            assert mine == [("pol-accepted", 1, 1), ("pol-delivered", 1, 2)]
+        directory = Directory(settings=settings, pool=pool, session=None, defaults={})
+        sweeper = Sweeper(
+            settings=settings,
+            pool=pool,
+            producer=kafka,
+            dead_letter=DeadLetter(settings=settings, producer=kafka),
+        )
+        assert await sweeper.expire_windows(directory) == 2
+        assert await sweeper.expire_windows(directory) == 0
+    consumer = AIOKafkaConsumer(
+        settings.topic(TOPIC_STATUS_EVENTS),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=10_000)
+        events = [
+            from_wire(e)
+            for records in batch.values()
+            for r in records
+            for e in codec.decode(r.value)["events"]
+        ]
+    finally:
+        await consumer.stop()
+    assert sorted(
+        (e.campaign_id, e.recipient_id, e.status, e.error_code, e.fallback)
+        for e in events
+        if e.campaign_id in policies
+    ) == [
+        ("pol-accepted", 1, RecipientStatus.FAILED, WINDOW_EXPIRED, False),
+        ("pol-delivered", 1, RecipientStatus.FAILED, WINDOW_EXPIRED, True),
+    ]

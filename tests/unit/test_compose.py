@@ -141,3 +141,47 @@ def test_a_recipients_variant_chooses_its_content() -> None:
         bodies.append(decision.body)
     # Without a variant: the event's own content.
     assert bodies == ["Hi Ada, 20% off today.", "A Ada", "B Ada"]
+
+
+@pytest.mark.parametrize(
+    ("transliterate", "expected"),
+    [
+        (False, "“Hi” José — Łucja’s 20% off…"),
+        (True, '"Hi" José - Lucja\'s 20% off...'),
+    ],
+)
+def test_the_sms_body_is_transliterated_only_when_asked(transliterate: bool, expected: str) -> None:
+    raw = campaign_event(campaign_id="c", account_id="a", mode=SendingMode.SMS, tags=["t"])
+    raw["content"]["sms"] = {
+        "body": "“Hi” {{first_name}} — Łucja’s 20% off…",
+        "transliterate": transliterate,
+    }
+    decision = compose(
+        event=parse_campaign_confirmed(raw),
+        recipient=row(first_name="José"),
+        available={Channel.SMS},
+        default_sms_sender="+1500",
+    )
+    assert isinstance(decision, Message)
+    assert decision.body == expected
+
+
+def test_transliteration_covers_the_contacts_fields_and_no_other_channel() -> None:
+    raw = campaign_event(campaign_id="c", account_id="a", mode=SendingMode.RCS_SMS, tags=["t"])
+    raw["content"]["sms"] = {"body": "Hi {{first_name}}", "transliterate": True}
+    raw["content"]["rcs"] = {"agent_id": "herald", "text": "Hi {{first_name}}"}
+    e = parse_campaign_confirmed(raw)
+    sms = compose(
+        event=e,
+        recipient=row(first_name="Zoë Ó’Brien"),
+        available={Channel.SMS},
+        default_sms_sender="x",
+    )
+    rcs = compose(
+        event=e,
+        recipient=row(first_name="Zoë Ó’Brien"),
+        available={Channel.RCS},
+        default_sms_sender="x",
+    )
+    assert isinstance(sms, Message) and sms.body == "Hi Zoe O'Brien"  # ë is not GSM-7, ö would be
+    assert isinstance(rcs, Message) and rcs.body == "Hi Zoë Ó’Brien"

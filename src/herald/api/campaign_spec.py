@@ -41,7 +41,8 @@ from herald.domain.events import (
     EventError,
     parse_campaign_confirmed,
 )
-from herald.domain.sms import num_segments
+from herald.domain.fallback import PolicyError, parse_steps, steps_to_wire
+from herald.domain.sms import num_segments, transliterate
 
 MAX_DESTINATIONS = 100_000  # seed 003: one campaign reaches up to 100,000 numbers directly
 MAX_AUDIENCE_IDS = 10_000
@@ -55,6 +56,12 @@ class SmsIn(BaseModel):
     sender: Short | None = None
     body: Text | None = None
     template_id: Ref | None = None
+    # None, not False, when unset: an A/B variant's content then keeps the campaign's choice.
+    transliterate: bool | None = Field(
+        None,
+        description="Send GSM-7 look-alikes for smart quotes, dashes, accented letters "
+        "(fewer segments); default false",
+    )
 
 
 class WhatsAppIn(BaseModel):
@@ -137,6 +144,22 @@ class AbTestIn(BaseModel):
         return self
 
 
+class FallbackStepIn(BaseModel):
+    """One channel's step of the chain: how long it waits, and the status that counts as its
+    success, before the next channel is tried."""
+
+    model_config = STRICT
+    channel: Channel
+    after_s: Annotated[int, Field(ge=1, le=MAX_FALLBACK_WINDOW_S)] | None = Field(
+        None, description="Seconds to wait for success; the campaign's fallback_window_s if unset"
+    )
+    success: str = Field(
+        "delivered",
+        description="accepted or sent (the provider took it: the chain stops there) or "
+        "delivered; read is refused",
+    )
+
+
 class CampaignIn(BaseModel):
     """A campaign draft. Everything but `name` and a channel may come later, by update."""
 
@@ -179,6 +202,9 @@ class CampaignIn(BaseModel):
     fallback_window_s: Annotated[int, Field(ge=1, le=MAX_FALLBACK_WINDOW_S)] = (
         DEFAULT_FALLBACK_WINDOW_S
     )
+    fallback: Annotated[list[FallbackStepIn], Field(max_length=len(Channel))] | None = Field(
+        None, description="Per channel of the chain: after_s and success (docs/api.md)"
+    )
     ready_to_send: bool = False
     ab_test: AbTestIn | None = Field(None, description="A/B test: variants and their split")
 
@@ -203,6 +229,20 @@ class CampaignIn(BaseModel):
                 field="channel",
             )
         return self
+
+    @model_validator(mode="after")
+    def _fallback(self) -> CampaignIn:
+        try:
+            parse_steps(self.fallback_wire(), chain(self.mode), max_after_s=MAX_FALLBACK_WINDOW_S)
+        except PolicyError as exc:
+            raise ApiError(ErrorCode.VALIDATION_FAILED, exc.message, field=exc.field) from None
+        return self
+
+    def fallback_wire(self) -> list[dict[str, Any]] | None:
+        """The `fallback` steps as the event carries them (None without any)."""
+        if self.fallback is None:
+            return None
+        return [s.model_dump(exclude_none=True) for s in self.fallback]
 
     @property
     def mode(self) -> SendingMode:
@@ -314,6 +354,8 @@ def channel_content(
         sms_sender = given.get("sender") or sender or t.get("sender")
         if sms_sender:
             sms["sender"] = sms_sender
+        if given.get("transliterate"):
+            sms["transliterate"] = True
         return sms
     if channel is Channel.WHATSAPP:
         where = f"{path}.template_id"
@@ -454,6 +496,10 @@ def build_event(
         "batch_delay_ms": spec.batch_delay_ms,
         "fallback_window_s": spec.fallback_window_s,
     }
+    if spec.fallback:
+        event["fallback"] = steps_to_wire(
+            parse_steps(spec.fallback_wire(), chain(mode), max_after_s=MAX_FALLBACK_WINDOW_S)
+        )
     if variants:
         event["variants"] = variants
     if spec.scheduled_at is not None:
@@ -466,17 +512,19 @@ def build_event(
 
 
 def message_units(spec: CampaignIn, templates: Mapping[str, Mapping[str, Any]]) -> int:
-    """Billable units of one message on the first channel: SMS segments, otherwise 1. With an
-    A/B test, the largest variant's: the estimate is an upper bound."""
+    """Billable units of one message on the first channel: SMS segments (of the body as it is
+    sent, transliterated when asked), otherwise 1. With an A/B test, the largest variant's: the
+    estimate is an upper bound."""
     first = chain(spec.mode)[0]
     if first is not Channel.SMS:
         return 1
     if spec.ab_test is not None:
         return max(message_units(v, templates) for v in spec.variant_specs())
     try:
-        body = channel_content(spec, first, templates)["body"]
+        sms = channel_content(spec, first, templates)
     except ApiError:
         return 1
+    body = transliterate(sms["body"]) if sms.get("transliterate") else sms["body"]
     return num_segments(body)
 
 

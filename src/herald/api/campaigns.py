@@ -110,6 +110,7 @@ class CampaignUpdate(BaseModel):
     batch_size: int | None = None
     batch_delay_ms: int | None = None
     fallback_window_s: int | None = None
+    fallback: list[dict[str, Any]] | None = None
     ready_to_send: bool | None = None
     ab_test: dict[str, Any] | None = None
 
@@ -531,6 +532,7 @@ def retry_spec(source: dict[str, Any], event: Mapping[str, Any]) -> dict[str, An
                 "batch_size",
                 "batch_delay_ms",
                 "fallback_window_s",
+                "fallback",
             )
             if event.get(k)
         },

@@ -16,6 +16,7 @@ from typing import Any
 from herald.domain.channels import Channel
 from herald.domain.events import CampaignConfirmed
 from herald.domain.phone import InvalidPhone, normalize_e164
+from herald.domain.sms import transliterate
 from herald.domain.templates import MissingVariable, recipient_variables, render
 
 
@@ -154,12 +155,14 @@ def _for_channel(
     except InvalidPhone as exc:
         return Skip(reason="invalid_phone", description=str(exc))
     if channel is Channel.SMS and content.sms is not None:
+        body = render(content.sms.body, variables)
+        # After rendering: a contact's own fields (José, O’Brien) are transliterated too.
         return Message(
             channel=channel,
             attempt=attempt,
             to=to,
             sender=content.sms.sender or default_sms_sender,
-            body=render(content.sms.body, variables),
+            body=transliterate(body) if content.sms.transliterate else body,
         )
     if channel is Channel.RCS and content.rcs is not None:
         return Message(

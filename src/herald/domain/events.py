@@ -13,6 +13,7 @@ from typing import Any
 
 from herald.constants import CAMPAIGN_CONFIRMED_VERSIONS, EVENT_CAMPAIGN_CONFIRMED
 from herald.domain.channels import Channel, SendingMode, chain
+from herald.domain.fallback import FallbackStep, PolicyError, parse_steps
 
 DEFAULT_BATCH_SIZE = 100_000
 MAX_BATCH_SIZE = 100_000
@@ -38,6 +39,8 @@ class EventError(ValueError):
 class SmsContent:
     sender: str | None
     body: str
+    # Send look-alike GSM-7 characters for smart quotes, dashes, accents (domain/sms.py).
+    transliterate: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +128,8 @@ class CampaignConfirmed:
     batch_size: int = DEFAULT_BATCH_SIZE
     batch_delay_ms: int = 0
     fallback_window_s: int = DEFAULT_FALLBACK_WINDOW_S
+    # Per channel of the chain: its own window and success status (domain/fallback.py).
+    fallback: tuple[FallbackStep, ...] = ()
     variants: tuple[Variant, ...] = ()
 
     @property
@@ -196,9 +201,17 @@ def parse_campaign_confirmed(raw: object) -> CampaignConfirmed:
         fallback_window_s=_int(
             raw, "fallback_window_s", DEFAULT_FALLBACK_WINDOW_S, 1, MAX_FALLBACK_WINDOW_S
         ),
+        fallback=_fallback(raw.get("fallback"), chain(mode)),
         variants=_variants(raw.get("variants"), chain(mode)),
     )
     return event
+
+
+def _fallback(raw: object, channels: tuple[Channel, ...]) -> tuple[FallbackStep, ...]:
+    try:
+        return parse_steps(raw, channels, max_after_s=MAX_FALLBACK_WINDOW_S)
+    except PolicyError as exc:
+        raise EventError(exc.field, exc.message) from None
 
 
 def _variants(raw: object, channels: tuple[Channel, ...]) -> tuple[Variant, ...]:
@@ -238,9 +251,13 @@ def _content(raw: Mapping[str, Any], channels: tuple[Channel, ...], prefix: str 
         if not isinstance(section, Mapping):
             raise EventError(path, f"required for sending mode with {channel.value}")
         if channel is Channel.SMS:
+            transliterate = section.get("transliterate", False)
+            if type(transliterate) is not bool:
+                raise EventError(f"{path}.transliterate", "must be true or false")
             parts["sms"] = SmsContent(
                 sender=_str(section, "sender", path, required=False),
                 body=_str(section, "body", path),
+                transliterate=transliterate,
             )
         elif channel is Channel.WHATSAPP:
             components = section.get("components", [])

@@ -152,6 +152,9 @@ async def resolve(
 
 @dataclass(frozen=True, kw_only=True)
 class Waiting:
+    """An accepted attempt past its step's window. chain_length is where the chain ends for
+    it: its own attempt number when its step's success is accepted or sent."""
+
     campaign_id: str
     recipient_id: int
     attempt_no: int
@@ -162,7 +165,7 @@ class Waiting:
 
 
 async def claim_expired_windows(conn: asyncpg.Connection, limit: int) -> list[Waiting]:
-    """Inside a transaction: accepted attempts past their fallback window, locked."""
+    """Inside a transaction: accepted attempts past their step's window, locked."""
     rows = await conn.fetch(sql("attempts", "expired_windows"), limit)
     return [Waiting(**dict(r)) for r in rows]
 

@@ -97,19 +97,29 @@ SELECT provider_message_id, campaign_id, recipient_id, attempt_no, channel
 FROM attempts WHERE provider_message_id = ANY ($1::text[]);
 
 -- name: expired_windows
--- Accepted attempts of open recipients with no delivery inside the campaign's fallback
--- window: the chain goes on, or on its last channel the recipient fails (no report came).
+-- Accepted attempts of open recipients with no delivery inside their step's window (the
+-- channel's after_s in the campaign's fallback policy, else the campaign's
+-- fallback_window_s): the chain goes on, or on its last channel the recipient fails (no
+-- report came). A step whose success is accepted or sent ends the chain there: chain_length
+-- comes back as its own attempt number, so its expiry closes the recipient (failed, a late
+-- delivery still wins) instead of trying the next channel; skipping it would leave the
+-- recipient `sent` and its campaign open forever. domain/fallback.decide is this rule.
 -- In every live status: a paused campaign's hand-overs wait for resume, a cancelled one's
 -- end cancelled, and neither leaves recipients `sent` forever. Claimed so one sweeper
 -- handles each.
 SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.channel, a.provider, r.phone,
-       cardinality(string_to_array(c.sending_mode, '_')) AS chain_length
+       CASE WHEN c.fallback_policy -> a.channel ->> 'success' IN ('accepted', 'sent')
+            THEN a.attempt_no
+            ELSE cardinality(string_to_array(c.sending_mode, '_'))
+       END AS chain_length
 FROM attempts a
 JOIN campaigns c ON c.id = a.campaign_id
 JOIN recipients r ON r.campaign_id = a.campaign_id AND r.id = a.recipient_id
 WHERE a.status = 'sent' AND a.window_expired_at IS NULL
   AND c.status IN ('sending', 'paused', 'cancelled')
-  AND a.created_at < now() - make_interval(secs => c.fallback_window_s)
+  AND a.created_at < now() - make_interval(
+      secs => coalesce((c.fallback_policy -> a.channel ->> 'after_s')::int,
+                       c.fallback_window_s))
   AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped', 'cancelled')
 ORDER BY a.created_at
 LIMIT $1

@@ -141,7 +141,7 @@ class Worker:
         )
         while True:
             if (
-                cursor >= item.first_id
+                item.first_id <= cursor < item.last_id
                 and time.monotonic() - started >= self.settings.worker_slice_s
             ):
                 # Fair sharing: one account's slow, rate-limited batch must not hold up the

@@ -703,6 +703,8 @@ async def test_fuzzed_callbacks_never_fail_the_ingress(
     # the Twilio door are a known bug, pinned below.)
     if provider == "twilio":
         junk = junk.decode("utf-8", "replace").encode()
+    if junk == request[1]:
+        return  # the very bytes that were signed (an empty form): genuine, not junk
     raw = await door.send(request, body=junk)
     assert raw.status_code in (400, 401), (provider, raw.text)
 

@@ -309,11 +309,12 @@ async def test_whatsapp_non_user_fails_later_with_fallback(
     assert len(receiver.on("/callbacks/whatsapp")) == 1
 
 
-async def test_whatsapp_wrong_token_is_permanent(
+async def test_whatsapp_wrong_token_holds_the_provider(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
     result = await wa_provider(session, sim, token="wrong").send(outbound(Channel.WHATSAPP, READER))
-    assert_refused(result, ErrorClass.PERMANENT, "190")
+    # Code 190 is herald's credential, not the recipient's fault: the breaker holds the work.
+    assert_refused(result, ErrorClass.UNAUTHORIZED, "190")
     assert "wrong" not in (result.error_description or "")
     assert sim.stats.channel("whatsapp").rejected == 1
 
@@ -449,7 +450,7 @@ async def test_rbm_wrong_token_holds_the_provider_never_fails_the_recipient(
     # Retryable: the breaker holds the work until the credential is fixed.
     assert (result.accepted, result.error_class, result.error_code) == (
         False,
-        ErrorClass.RETRYABLE,
+        ErrorClass.UNAUTHORIZED,
         "UNAUTHENTICATED",
     )
     assert sim.stats.channel("rcs").accepted == 0

@@ -241,7 +241,7 @@ async def test_wrong_auth_token_is_rejected_without_leaking_it(
 ) -> None:
     wrong = "wrong-token-value"
     result = await provider(session, sim.base_url, token=wrong).send(outbound(DELIVERED_TO))
-    assert_rejected(result, ErrorClass.PERMANENT, "20003")
+    assert_rejected(result, ErrorClass.UNAUTHORIZED, "20003")
     assert wrong not in (result.error_description or "")
     assert TOKEN not in (result.error_description or "")
     assert sim.stats.accepted == 0

@@ -45,6 +45,7 @@ from herald.simulator.sendgrid import (
     sendgrid_error,
 )
 from herald.simulator.smtp import SmtpSimulator
+from tests.contract.recording import serving
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sendgrid"
 MAIL_SEND = json.loads((FIXTURES / "mail_send.json").read_text())
@@ -296,15 +297,8 @@ class Recorder:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Recorder, str]]:
     recorder = Recorder()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield recorder, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(recorder.handle) as url:
+        yield recorder, url
 
 
 async def send(base_url: str) -> Any:

@@ -30,6 +30,7 @@ from herald.providers.base import ErrorClass, OutboundMessage
 from herald.settings import Secret, Settings
 from herald.simulator.callbacks import Step
 from herald.simulator.twilio import callback_params, encoder, signed_url
+from tests.contract.recording import serving
 
 FIXTURE = json.loads(
     (Path(__file__).parent / "fixtures" / "twilio" / "create_message.json").read_text()
@@ -173,15 +174,8 @@ class Recorder:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Recorder, str]]:
     recorder = Recorder()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield recorder, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(recorder.handle) as url:
+        yield recorder, url
 
 
 def message() -> OutboundMessage:

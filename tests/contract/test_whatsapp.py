@@ -29,6 +29,7 @@ from herald.providers.registry import build_one
 from herald.settings import Secret, Settings
 from herald.simulator.callbacks import Step
 from herald.simulator.whatsapp import MESSAGES_PATH, encoder, parse_send, status_payload
+from tests.contract.recording import serving
 
 FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp"
 WEBHOOKS = json.loads((FIXTURES / "status_webhooks.json").read_text())
@@ -149,15 +150,8 @@ class Recorder:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Recorder, str]]:
     recorder = Recorder()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield recorder, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(recorder.handle) as url:
+        yield recorder, url
 
 
 def message() -> OutboundMessage:

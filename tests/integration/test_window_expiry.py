@@ -3,6 +3,8 @@ callbacks never come does not leave its recipients `sent` forever."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -14,7 +16,7 @@ from herald.constants import TOPIC_STATUS_EVENTS
 from herald.demo import campaign_event
 from herald.domain.channels import SendingMode
 from herald.domain.events import parse_campaign_confirmed
-from herald.domain.status import WINDOW_EXPIRED, RecipientStatus, from_wire
+from herald.domain.status import WINDOW_EXPIRED, RecipientStatus, StatusEvent, from_wire
 from herald.providers.directory import Directory
 from herald.settings import Settings
 from herald.store import attempts, campaigns, db
@@ -40,33 +42,9 @@ async def test_windows_expire_in_every_live_status(settings: Settings, status: s
             cid,
         )
         await pool.execute("UPDATE campaigns SET status = $2 WHERE id = $1", cid, status)
-        directory = Directory(settings=settings, pool=pool, session=None, defaults={})
-        sweeper = Sweeper(
-            settings=settings,
-            pool=pool,
-            producer=kafka,
-            dead_letter=DeadLetter(settings=settings, producer=kafka),
-        )
-        assert await sweeper.expire_windows(directory) == 2
-        assert await sweeper.expire_windows(directory) == 0  # claimed once
-    consumer = AIOKafkaConsumer(
-        settings.topic(TOPIC_STATUS_EVENTS),
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=10_000)
-        events = [
-            e
-            for records in batch.values()
-            for r in records
-            for e in codec.decode(r.value)["events"]
-        ]
-    finally:
-        await consumer.stop()
-    parsed = [from_wire(e) for e in events]
+        assert await _sweep(settings, pool, kafka) == 2
+        assert await _sweep(settings, pool, kafka) == 0  # claimed once
+    parsed = await _published(settings)
     assert sorted(e.recipient_id for e in parsed) == [1, 2]
     assert {(e.status, e.error_code, e.fallback) for e in parsed} == {
         (RecipientStatus.FAILED, WINDOW_EXPIRED, True)
@@ -118,15 +96,33 @@ async def test_windows_follow_the_fallback_policy(settings: Settings) -> None:
             )
             # The accepted step comes back as its chain's end: expiry closes, never hands on.
             assert mine == [("pol-accepted", 1, 1), ("pol-delivered", 1, 2)]
-        directory = Directory(settings=settings, pool=pool, session=None, defaults={})
-        sweeper = Sweeper(
-            settings=settings,
-            pool=pool,
-            producer=kafka,
-            dead_letter=DeadLetter(settings=settings, producer=kafka),
-        )
-        assert await sweeper.expire_windows(directory) == 2
-        assert await sweeper.expire_windows(directory) == 0
+        assert await _sweep(settings, pool, kafka) == 2
+        assert await _sweep(settings, pool, kafka) == 0
+    events = await _published(settings)
+    assert sorted(
+        (e.campaign_id, e.recipient_id, e.status, e.error_code, e.fallback)
+        for e in events
+        if e.campaign_id in policies
+    ) == [
+        ("pol-accepted", 1, RecipientStatus.FAILED, WINDOW_EXPIRED, False),
+        ("pol-delivered", 1, RecipientStatus.FAILED, WINDOW_EXPIRED, True),
+    ]
+
+
+async def _sweep(settings: Settings, pool: Any, kafka: Any) -> int:
+    """One window sweep, as the worker role runs it (no provider: nothing to revoke)."""
+    directory = Directory(settings=settings, pool=pool, session=None, defaults={})
+    sweeper = Sweeper(
+        settings=settings,
+        pool=pool,
+        producer=kafka,
+        dead_letter=DeadLetter(settings=settings, producer=kafka),
+    )
+    return await sweeper.expire_windows(directory)
+
+
+async def _published(settings: Settings) -> list[StatusEvent]:
+    """The status events on the test's topic."""
     consumer = AIOKafkaConsumer(
         settings.topic(TOPIC_STATUS_EVENTS),
         bootstrap_servers=settings.kafka_bootstrap,
@@ -136,19 +132,11 @@ async def test_windows_follow_the_fallback_policy(settings: Settings) -> None:
     await consumer.start()
     try:
         batch = await consumer.getmany(timeout_ms=10_000)
-        events = [
-            from_wire(e)
-            for records in batch.values()
-            for r in records
-            for e in codec.decode(r.value)["events"]
-        ]
     finally:
         await consumer.stop()
-    assert sorted(
-        (e.campaign_id, e.recipient_id, e.status, e.error_code, e.fallback)
-        for e in events
-        if e.campaign_id in policies
-    ) == [
-        ("pol-accepted", 1, RecipientStatus.FAILED, WINDOW_EXPIRED, False),
-        ("pol-delivered", 1, RecipientStatus.FAILED, WINDOW_EXPIRED, True),
+    return [
+        from_wire(e)
+        for records in batch.values()
+        for r in records
+        for e in codec.decode(r.value)["events"]
     ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -23,3 +25,20 @@ async def serving(
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@dataclass(kw_only=True)
+class Recorder:
+    """Records each request and answers with `status`, `body` (bytes as they are, anything
+    else as JSON) and `headers`; a test changes them to stage the vendor's answer."""
+
+    status: int = 200
+    body: Any = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    requests: list[tuple[web.Request, bytes]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append((request, await request.read()))
+        if isinstance(self.body, bytes):
+            return web.Response(status=self.status, body=self.body, headers=self.headers)
+        return web.json_response(self.body, status=self.status, headers=self.headers)

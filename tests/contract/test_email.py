@@ -45,7 +45,7 @@ from herald.simulator.sendgrid import (
     sendgrid_error,
 )
 from herald.simulator.smtp import SmtpSimulator
-from tests.contract.recording import serving
+from tests.contract.recording import Recorder, serving
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sendgrid"
 MAIL_SEND = json.loads((FIXTURES / "mail_send.json").read_text())
@@ -282,21 +282,9 @@ def test_smtp_4xx_5xx_are_classified(code: int, text: str, error_class: ErrorCla
 # -- the v3 Mail Send request ------------------------------------------------------------
 
 
-@dataclass(kw_only=True)
-class Recorder:
-    status: int = 202
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=lambda: {"X-Message-Id": "14c5d75ce93dfd64"})
-    requests: list[tuple[web.Request, bytes]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((request, await request.read()))
-        return web.Response(status=self.status, body=self.body, headers=self.headers)
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Recorder, str]]:
-    recorder = Recorder()
+    recorder = Recorder(status=202, headers={"X-Message-Id": "14c5d75ce93dfd64"})
     async with serving(recorder.handle) as url:
         yield recorder, url
 

@@ -8,14 +8,12 @@ import base64
 import json
 import urllib.parse
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
 import jsonschema  # type: ignore[import-untyped]
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 from twilio.request_validator import (  # type: ignore[import-untyped]
@@ -30,7 +28,7 @@ from herald.providers.base import ErrorClass, OutboundMessage
 from herald.settings import Secret, Settings
 from herald.simulator.callbacks import Step
 from herald.simulator.twilio import callback_params, encoder, signed_url
-from tests.contract.recording import serving
+from tests.contract.recording import Recorder, serving
 
 FIXTURE = json.loads(
     (Path(__file__).parent / "fixtures" / "twilio" / "create_message.json").read_text()
@@ -160,20 +158,9 @@ def test_a_status_twilio_adds_later_is_ignored_with_a_reason() -> None:
 # -- the CreateMessage request ----------------------------------------------------------
 
 
-@dataclass(kw_only=True)
-class Recorder:
-    status: int = 201
-    body: dict[str, Any] = field(default_factory=lambda: {"sid": "SM" + "0" * 32})
-    requests: list[tuple[web.Request, bytes]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((request, await request.read()))
-        return web.json_response(self.body, status=self.status)
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Recorder, str]]:
-    recorder = Recorder()
+    recorder = Recorder(status=201, body={"sid": "SM" + "0" * 32})
     async with serving(recorder.handle) as url:
         yield recorder, url
 

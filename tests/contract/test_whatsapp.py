@@ -11,7 +11,6 @@ import hmac
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import aiohttp
 import jsonschema  # type: ignore[import-untyped]
 import orjson
 import pytest
-from aiohttp import web
 
 from herald.domain.channels import Channel
 from herald.domain.status import RecipientStatus
@@ -29,7 +27,7 @@ from herald.providers.registry import build_one
 from herald.settings import Secret, Settings
 from herald.simulator.callbacks import Step
 from herald.simulator.whatsapp import MESSAGES_PATH, encoder, parse_send, status_payload
-from tests.contract.recording import serving
+from tests.contract.recording import Recorder, serving
 
 FIXTURES = Path(__file__).parent / "fixtures" / "whatsapp"
 WEBHOOKS = json.loads((FIXTURES / "status_webhooks.json").read_text())
@@ -130,26 +128,15 @@ def test_an_unknown_status_word_is_skipped_not_refused() -> None:
 # -- the template send -------------------------------------------------------------------
 
 
-@dataclass(kw_only=True)
-class Recorder:
-    status: int = 200
-    body: dict[str, Any] = field(
-        default_factory=lambda: {
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[Recorder, str]]:
+    recorder = Recorder(
+        body={
             "messaging_product": "whatsapp",
             "contacts": [{"input": "16505551234", "wa_id": "16505551234"}],
             "messages": [{"id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI"}],
         }
     )
-    requests: list[tuple[web.Request, bytes]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((request, await request.read()))
-        return web.json_response(self.body, status=self.status)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[Recorder, str]]:
-    recorder = Recorder()
     async with serving(recorder.handle) as url:
         yield recorder, url
 

@@ -65,6 +65,8 @@ class StatusFolder:
         self.pool = pool
         self.dead_letter = dead_letter
         self._chains: dict[str, tuple[Channel, ...]] = {}
+        # Campaign -> channels whose fallback step succeeds once the provider took it.
+        self._stops: dict[str, frozenset[str]] = {}
         # Set when a fold marked recipients for fallback; the sweeper publishes them.
         self.fallback_wake = anyio.Event()
 
@@ -123,6 +125,7 @@ class StatusFolder:
             events = await self._resolve(conn, events, result)
             chains = await self._chains_of(conn, {e.campaign_id for e in events})
             events = _own_channel(events, chains, result)
+            events = _ends_on_acceptance(events, self._stops)
             by_recipient: dict[tuple[str, int], list[StatusEvent]] = {}
             by_attempt: dict[tuple[str, int, int], list[StatusEvent]] = {}
             for event in events:
@@ -225,8 +228,11 @@ class StatusFolder:
         if missing:
             if len(self._chains) > 10_000:
                 self._chains.clear()
-            for cid, mode in (await campaigns.sending_modes(conn, missing)).items():
+                self._stops.clear()
+            for cid, (mode, stops) in (await campaigns.sending_modes(conn, missing)).items():
                 self._chains[cid] = chain(SendingMode(mode))
+                if stops:
+                    self._stops[cid] = stops
         return {c: self._chains[c] for c in campaign_ids if c in self._chains}
 
 
@@ -235,6 +241,23 @@ _OWN_SOURCES = frozenset({"worker", "sweeper"})
 
 def _attempt_key(event: StatusEvent) -> tuple[str, int, int, str | None]:
     return (event.campaign_id, event.recipient_id, event.attempt, event.provider_message_id)
+
+
+def _ends_on_acceptance(
+    events: list[StatusEvent], stops: dict[str, frozenset[str]]
+) -> list[StatusEvent]:
+    """A provider's failure report on a channel whose fallback step succeeds once the
+    provider took the message (success accepted or sent) ends the chain there: the recipient
+    fails on that channel instead of moving on. Herald's own answers (a synchronous "not
+    reachable" from the worker) still move on: the provider never took those."""
+    if not stops:
+        return events
+    return [
+        e._replace(fallback=False)
+        if e.fallback and e.source not in _OWN_SOURCES and e.channel in stops.get(e.campaign_id, ())
+        else e
+        for e in events
+    ]
 
 
 def _own_channel(

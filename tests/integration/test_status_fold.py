@@ -356,3 +356,48 @@ async def test_the_recipient_row_follows_the_chain_after_a_late_fallback(pg_url:
         assert (await row(1))[:2] == ("delivered", "whatsapp")
     finally:
         await pool.close()
+
+
+async def test_a_step_that_succeeds_on_acceptance_ends_the_chain_on_a_failure_report(
+    pg_url: str,
+) -> None:
+    """WhatsApp's step succeeds once Meta took the message: a later 131026 report fails the
+    recipient there instead of handing it to RCS. The worker's own "not reachable" answer (the
+    provider never took it) still moves on."""
+    pool = await db.create_pool(pg_url)
+    try:
+        raw = campaign_event(
+            campaign_id="pol", account_id="a", mode=SendingMode.WHATSAPP_RCS_SMS, tags=[]
+        )
+        raw["audience"] = {"destinations": ["+14155550001", "+14155550002"]}
+        raw["fallback"] = [{"channel": "whatsapp", "success": "accepted"}]
+        event = parse_campaign_confirmed(raw)
+        assert await campaigns.insert(pool, event, raw)
+        async with pool.acquire() as conn, conn.transaction():
+            assert await campaigns.expand(conn, event) == 2
+        await attempts.insert_pending(pool, "pol", [1, 2], [1, 1], "whatsapp", "whatsapp")
+
+        def failed(rid: int, source: str, accepted: bool) -> StatusEvent:
+            return StatusEvent(
+                campaign_id="pol",
+                recipient_id=rid,
+                attempt=1,
+                channel="whatsapp",
+                status=S.FAILED,
+                occurred_at_ms=1,
+                source=source,
+                error_code="131026",
+                accepted=accepted,
+                fallback=True,
+            )
+
+        folder = StatusFolder(pool=pool, dead_letter=_NoDeadLetters())  # type: ignore[arg-type]
+        result = await folder.fold([failed(1, "whatsapp", True), failed(2, "worker", False)])
+        assert result.fallbacks_due == 0
+        rows = await pool.fetch(
+            "SELECT id, status, next_attempt FROM recipients WHERE campaign_id = 'pol' ORDER BY id"
+        )
+        # 1 ends failed on WhatsApp; 2 is not final: the worker walks its chain on at once.
+        assert [tuple(r.values()) for r in rows] == [(1, "failed", None), (2, "queued", None)]
+    finally:
+        await pool.close()

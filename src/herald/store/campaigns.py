@@ -239,9 +239,13 @@ async def complete_finished(conn: asyncpg.Connection, campaign_ids: Sequence[str
     return [r["id"] for r in rows]
 
 
-async def sending_modes(conn: asyncpg.Connection, campaign_ids: Sequence[str]) -> dict[str, str]:
+async def sending_modes(
+    conn: asyncpg.Connection, campaign_ids: Sequence[str]
+) -> dict[str, tuple[str, frozenset[str]]]:
+    """Campaign id -> (sending mode, the channels whose chain ends once a provider took the
+    message: fallback steps with success accepted or sent)."""
     rows = await conn.fetch(sql("campaigns", "sending_modes"), list(campaign_ids))
-    return {r["id"]: r["sending_mode"] for r in rows}
+    return {r["id"]: (r["sending_mode"], frozenset(r["stop_on_acceptance"])) for r in rows}
 
 
 async def status_of(pool: asyncpg.Pool, campaign_id: str) -> str | None:

@@ -174,7 +174,12 @@ RETURNING id;
 SELECT status, count(*) AS campaigns FROM campaigns GROUP BY status;
 
 -- name: sending_modes
-SELECT id, sending_mode FROM campaigns WHERE id = ANY ($1::text[]);
+-- Each campaign's chain, and the channels whose fallback step ends the chain once the
+-- provider took the message (success accepted or sent).
+SELECT id, sending_mode,
+       ARRAY(SELECT key FROM jsonb_each(fallback_policy)
+             WHERE value ->> 'success' IN ('accepted', 'sent')) AS stop_on_acceptance
+FROM campaigns WHERE id = ANY ($1::text[]);
 
 -- name: sending_progress
 -- Every sending campaign: a number that moves whenever one of its counters does, and how long

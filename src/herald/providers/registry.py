@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from herald.domain.channels import Channel
+from herald.errors import HeraldError
 from herald.providers.base import Provider
 from herald.providers.email import SmtpEmailProvider
 from herald.providers.rbm import RbmProvider
@@ -39,8 +40,9 @@ KINDS: dict[str, Channel] = {
 EMAIL_TRANSPORTS = ("smtp", "sendgrid")
 
 
-class ProviderConfigError(ValueError):
-    """A provider account row that cannot be built (unknown kind, missing secret)."""
+class ProviderConfigError(HeraldError, ValueError):
+    """A provider that cannot be built (unknown kind, missing secret or address): one line at
+    start for the deployment's own providers, a logged unusable row for an account's."""
 
 
 def build(

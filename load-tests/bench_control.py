@@ -9,7 +9,11 @@ Requirements checked (exit status 1 when one is missed; the JSON line is printed
 - pause takes effect within 1 s: no send reaches the provider more than 1 s after the pause;
 - after a SIGKILL of the worker mid-campaign, duplicate sends reaching the simulator are 0 on
   RBM (which deduplicates by messageId) and at most the sends in flight at the kill elsewhere;
-- nothing is lost: every recipient final, folded counters equal a recount.
+- nothing is lost: every recipient final, folded counters equal a recount;
+- pause under load: 20 pauses inside running batches at the machine's send ceiling, each
+  with its last send seen by the simulator at most 1 s after the pause request;
+- a fresh account keeps its rate from its first send: the worst one-second window, the
+  first second included, within 5 % above the rate.
 
 Phases, on embedded PostgreSQL and broker, the simulator in its own child, the worker alone in
 one child and status, ingress and scheduler in another:
@@ -21,6 +25,12 @@ one child and status, ingress and scheduler in another:
    so one worker sends all three at once); the worker gets SIGKILL once a share of their
    attempts is written; `pending` attempts right after the kill are the sends in flight; a
    new worker finishes the campaigns.
+3. pauses: one SMS campaign at an account rate far above what the worker can send (so the
+   machine is the limit); 20 times: wait until sends flow, pause at a random point, watch the
+   simulator's counter until it stops, resume. The figure per pause is the time from the
+   pause request to the last sample in which the counter rose (samples every 20 ms).
+4. fresh: a new account at --fresh-rate-per-s sends for --fresh-measure-s; its windows start
+   at the last sample before its first send.
 """
 
 from __future__ import annotations
@@ -28,9 +38,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +58,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from herald import embedded
 from herald.demo import FIRST_PHONE
+from herald.domain.campaign import Command
 from herald.domain.channels import SendingMode
 from herald.settings import Settings
 from herald.store import campaigns, db
@@ -56,6 +69,10 @@ PAUSE_BUDGET_S = 1.0
 PAUSED_FOR_S = 2.0
 COMPLETE_TIMEOUT_S = 240.0
 KILL_MODES = (SendingMode.RCS, SendingMode.SMS, SendingMode.WHATSAPP)
+# The pause phase's account rate: far above what one worker sends on this machine.
+UNBOUNDED_RATE_PER_S = 100_000.0
+QUIET_AFTER_PAUSE_S = 0.5  # the counter still this long: the pause has taken
+MAX_WATCH_S = 6.0  # a pause not taken by then is reported as this late, at least
 
 
 async def _owner(pool: asyncpg.Pool, campaign_id: str) -> str:
@@ -63,6 +80,18 @@ async def _owner(pool: asyncpg.Pool, campaign_id: str) -> str:
         "SELECT account_id FROM campaigns WHERE id = $1", campaign_id
     )
     return account
+
+
+async def _pause(pool: asyncpg.Pool, campaign_id: str) -> bool:
+    """An operator's pause, as the API makes it."""
+    moved = await campaigns.transition(
+        pool, Command.PAUSE, [campaign_id], pause_reason="bench_control"
+    )
+    return bool(moved)
+
+
+async def _resume(pool: asyncpg.Pool, campaign_id: str) -> bool:
+    return await campaigns.resume(pool, await _owner(pool, campaign_id), campaign_id)
 
 
 def _args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -73,6 +102,10 @@ def _args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kill-recipients", type=int, default=3_000, help="per kill campaign")
     parser.add_argument("--kill-rate-per-s", type=float, default=1_000.0)
     parser.add_argument("--kill-at", type=float, default=0.3, help="share of attempts written")
+    parser.add_argument("--pauses", type=int, default=20, help="pauses under load")
+    parser.add_argument("--pause-recipients", type=int, default=60_000)
+    parser.add_argument("--fresh-rate-per-s", type=float, default=20.0)
+    parser.add_argument("--fresh-measure-s", type=float, default=5.0)
     parser.add_argument("--data-dir", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -160,14 +193,7 @@ async def _rate_and_pause(
                 await anyio.sleep(0.05)
         harness.log(f"rate: sending at {rate:.0f}/s configured; measuring {args.measure_s:.0f} s")
         await anyio.sleep(WARMUP_S + args.measure_s)
-        assert await campaigns.set_status(
-            pool,
-            await _owner(pool, campaign_id),
-            campaign_id,
-            "paused",
-            allowed_from=["sending"],
-            pause_reason="bench_control",
-        )
+        assert await _pause(pool, campaign_id)
         paused_at = (
             await pool.fetchval("SELECT paused_at FROM campaigns WHERE id = $1", campaign_id)
         ).timestamp()
@@ -185,9 +211,7 @@ async def _rate_and_pause(
             campaign_id,
         )
         sent_before_resume = len(stamps)
-        assert await campaigns.set_status(
-            pool, await _owner(pool, campaign_id), campaign_id, "sending", allowed_from=["paused"]
-        )
+        assert await _resume(pool, campaign_id)
         await _wait_completed(pool, [campaign_id])
         sampler.stop()
     assert first_send is not None
@@ -212,6 +236,137 @@ async def _rate_and_pause(
         "stats_samples": len(sampler.samples),
         "stats_samples_discarded": sampler.discarded,
         "lost": await _lost(pool, campaign_id, count),
+    }
+
+
+async def _pauses(
+    settings: Settings, pool: asyncpg.Pool, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Pause inside running batches at the machine's ceiling, args.pauses times; per pause the
+    time from the request to the last send the simulator saw."""
+    # Samples stamped within ±25 ms: on a busy machine a tighter bound drops so many that the
+    # gaps, not the stamps, would decide the figure.
+    sampler = harness.StatsSampler(settings, interval_s=0.02, max_rtt_s=0.05)
+    late_s: list[float] = []
+    rates: list[float] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sampler.run)
+        campaign_id = await _start(
+            settings,
+            pool,
+            mode=SendingMode.SMS,
+            count=args.pause_recipients,
+            rate_per_s=UNBOUNDED_RATE_PER_S,
+            account_id=f"pause-{uuid.uuid4().hex[:8]}",
+        )
+        rng = random.Random(15)
+        for n in range(args.pauses):
+            if await _sends_flowing(sampler, timeout_s=30.0) is None:
+                harness.log(f"pauses: sends stopped flowing after {n} pauses (audience used up?)")
+                break
+            # Somewhere inside the batch, not always at its start.
+            await anyio.sleep(rng.uniform(0.3, 1.0))
+            rates.append(_recent_rate(sampler.series(["sms"]), span_s=0.5))
+            requested = time.time()
+            assert await _pause(pool, campaign_id)
+            await _counter_still(sampler, since_s=requested)
+            series = sampler.series(["sms"])
+            last = measures.last_increase(series, after_s=requested)
+            late_s.append(round(max(0.0, last - requested) if last is not None else 0.0, 3))
+            assert await _resume(pool, campaign_id)
+        sampler.stop()
+    harness.log(f"pauses: worst {max(late_s, default=0.0):.3f} s over {len(late_s)} pauses")
+    return {
+        "pause_campaign_id": campaign_id,
+        "pause_latencies_s": late_s,
+        "pause_worst_s": max(late_s, default=0.0),
+        # The send rate over the half second before each pause.
+        "pause_send_rates_per_s": [round(r) for r in rates],
+        "pause_send_rate_per_s": round(sum(rates) / len(rates), 1) if rates else 0.0,
+        "pauses_done": len(late_s),
+    }
+
+
+def _recent_rate(series: Sequence[tuple[float, float]], *, span_s: float) -> float:
+    """The counter's rate over the last span_s of samples."""
+    if len(series) < 2:
+        return 0.0
+    t1, c1 = series[-1]
+    older = [(t, c) for t, c in series if t <= t1 - span_s] or [series[0]]
+    t0, c0 = older[-1]
+    return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+async def _sends_flowing(sampler: harness.StatsSampler, *, timeout_s: float) -> float | None:
+    """Waits until the simulator's counter rose over the last 0.5 s; that rate (per s), or
+    None after timeout_s without."""
+    with anyio.move_on_after(timeout_s):
+        while True:
+            await anyio.sleep(0.1)
+            series = sampler.series(["sms"])
+            if len(series) < 2:
+                continue
+            t1, c1 = series[-1]
+            older = [(t, c) for t, c in series if t <= t1 - 0.5]
+            if older and c1 > older[-1][1]:
+                t0, c0 = older[-1]
+                return (c1 - c0) / (t1 - t0)
+    return None
+
+
+async def _counter_still(sampler: harness.StatsSampler, *, since_s: float) -> None:
+    """Waits until the counter has not moved for QUIET_AFTER_PAUSE_S (at most MAX_WATCH_S)."""
+    with anyio.move_on_after(MAX_WATCH_S):
+        while True:
+            await anyio.sleep(0.05)
+            series = [(t, c) for t, c in sampler.series(["sms"]) if t >= since_s]
+            if len(series) < 2:
+                continue
+            last_t = series[-1][0]
+            moved = [t for (t, c), (_, prev) in zip(series[1:], series, strict=False) if c > prev]
+            if last_t - max(moved, default=since_s) >= QUIET_AFTER_PAUSE_S:
+                return
+
+
+async def _fresh(
+    settings: Settings, pool: asyncpg.Pool, args: argparse.Namespace
+) -> dict[str, Any]:
+    """A new account's first seconds: its worst one-second window, the first one included."""
+    rate = args.fresh_rate_per_s
+    sampler = harness.StatsSampler(settings, interval_s=0.02, max_rtt_s=0.02)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sampler.run)
+        await anyio.sleep(0.3)  # a baseline before the first send
+        campaign_id = await _start(
+            settings,
+            pool,
+            mode=SendingMode.SMS,
+            count=int(rate * (args.fresh_measure_s + 3)),
+            rate_per_s=rate,
+            account_id=f"fresh-{uuid.uuid4().hex[:8]}",
+        )
+        with anyio.fail_after(60):
+            while True:
+                if _first_move(sampler.series(["sms"])) is not None:
+                    break
+                await anyio.sleep(0.05)
+        await anyio.sleep(args.fresh_measure_s + 0.5)
+        series = sampler.series(["sms"])
+        await _pause(pool, campaign_id)
+        sampler.stop()
+    first = _first_move(series)
+    assert first is not None
+    # The last sample before the first send: windows from it hold the whole first second.
+    start = max(t for t, _ in series if t < first)
+    end = first + args.fresh_measure_s
+    base = next(c for t, c in series if t == start)
+    within = [c for t, c in series if start <= t <= start + 1.0]
+    return {
+        "fresh_rate_per_s": rate,
+        # Sends in the 1 s from just before the first one.
+        "first_second_window": int(max(within) - base),
+        "worst_window_per_s": round(measures.max_sampled_rate(series, start_s=start, end_s=end), 1),
+        "fresh_campaign_id": campaign_id,
     }
 
 
@@ -287,7 +442,9 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, Any]
                 for kid in (simulator, pipeline, workers[0]):
                     await anyio.to_thread.run_sync(kid.wait_ready)
                 async with db.pool(settings.database_url, max_size=4) as pool:
+                    fresh = await _fresh(settings, pool, args)
                     rate = await _rate_and_pause(settings, pool, args)
+                    pauses = await _pauses(settings, pool, args)
                     kill = await _kill(settings, pool, args, workers)
         finally:
             for worker in workers:
@@ -304,6 +461,12 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, Any]
         "kill_duplicates_other": sum(n for ch, n in duplicates.items() if ch != "rcs"),
         "kill_in_flight": sum(in_flight.values()),
         "lost": rate["lost"] + kill["kill_lost"],
+        "pause_worst_s": pauses["pause_worst_s"],
+        "pause_latencies_s": pauses["pause_latencies_s"],
+        "pause_send_rate_per_s": pauses["pause_send_rate_per_s"],
+        "fresh_rate_per_s": fresh["fresh_rate_per_s"],
+        "first_second_window": fresh["first_second_window"],
+        "worst_window_per_s": fresh["worst_window_per_s"],
     }
     other_in_flight = sum(n for ch, n in in_flight.items() if ch != "rcs")
     missed = []
@@ -317,7 +480,13 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, Any]
         missed.append("more duplicates than sends in flight at the kill")
     if result["lost"]:
         missed.append("recipients lost or miscounted")
-    harness.log("details " + orjson.dumps({**rate, **kill, "missed": missed}).decode())
+    if result["pause_worst_s"] > PAUSE_BUDGET_S or pauses["pauses_done"] < args.pauses:
+        missed.append(f"a pause under load took more than 1 s, or fewer than {args.pauses} ran")
+    fresh_bound = RATE_TOLERANCE * args.fresh_rate_per_s
+    if result["first_second_window"] > fresh_bound or result["worst_window_per_s"] > fresh_bound:
+        missed.append("a fresh account above its rate + 5 % (first second included)")
+    details = {**rate, **pauses, **fresh, **kill, "missed": missed}
+    harness.log("details " + orjson.dumps(details).decode())
     return result, missed
 
 

@@ -43,12 +43,12 @@ async def publish_event(settings: Settings, event: dict[str, Any]) -> None:
 
 
 async def wait_completed(
-    pool: asyncpg.Pool, campaign_id: str, timeout_s: float = 120
+    pool: asyncpg.Pool, campaign_id: str, timeout_s: float = 120, *, status: str = "completed"
 ) -> campaigns.Counters:
     with anyio.fail_after(timeout_s):
         while True:
             counters = await campaigns.counters(pool, campaign_id)
-            if counters is not None and counters.status == "completed":
+            if counters is not None and counters.status == status:
                 return counters
             await anyio.sleep(0.2)
 

@@ -24,6 +24,7 @@ from herald import metrics
 from herald.breaker import Breaker
 from herald.budget import ErrorBudget
 from herald.constants import PATH_CALLBACK_TWILIO
+from herald.domain.campaign import Command
 from herald.domain.channels import Channel
 from herald.domain.compose import Message, RecipientRow, Skip, compose
 from herald.domain.events import CampaignConfirmed
@@ -127,12 +128,13 @@ class Delivery:
         self._limiters: dict[tuple[str, Channel], AdaptiveLimiter] = {}
         self._breakers: dict[str, Breaker] = {}
         self._provider_limiters: dict[str, AdaptiveLimiter] = {}
-        self._quiet: dict[str, tuple[int, int] | None] = {}
+        # Each account's rate and quiet hours with when they were read (see account_settings).
+        self._accounts: dict[str, tuple[float, accounts.AccountSettings]] = {}
+        self._refreshing: set[str] = set()
         self.budget = ErrorBudget(
             window=settings.error_budget_window,
             max_failure_ratio=settings.error_budget_max_failure_ratio,
         )
-        self._rates: dict[str, float] = {}
         self._slots = anyio.Semaphore(settings.worker_concurrency)
 
     async def deliver(
@@ -146,6 +148,8 @@ class Delivery:
         held because `gate` said stop (the campaign was paused or cancelled)."""
         by_id = {row.id: row for row in rows}
         providers = await self.directory.for_account(event.account_id)
+        if event.provider_accounts:
+            providers = self.directory.chosen(providers, event.provider_accounts)
         pending = {row.id: (starts or {}).get(row.id, 1) for row in rows}
         pending = await self._outside_quiet_hours(event, by_id, pending)
         # Recipients that reached a provider (now or in an earlier pass) fail, not skip, when
@@ -194,9 +198,7 @@ class Delivery:
         self, event: CampaignConfirmed, by_id: Mapping[int, RecipientRow], pending: dict[int, int]
     ) -> dict[int, int]:
         """Recipients it is quiet-hours for are held until their window opens."""
-        if event.account_id not in self._quiet:
-            self._quiet[event.account_id] = await accounts.quiet_hours(self.pool, event.account_id)
-        hours = self._quiet[event.account_id]
+        hours = (await self.account_settings(event.account_id)).quiet_hours
         if hours is None:
             return pending
         now = datetime.now(UTC)
@@ -311,12 +313,16 @@ class Delivery:
 
         async def send_one(rid: int) -> None:
             try:
-                # Checked right before each send, so a pause stops new sends within the
-                # gate's cache time; sends already on the wire finish.
+                # Checked here (no slot is taken for a paused campaign) and again right before
+                # each provider call (see _send_with_retries).
                 if gate is not None and not await gate():
                     held.append(rid)
                     return
-                results[rid] = await self._send(event, rid, messages[rid], candidates)
+                sent = await self._send(event, rid, messages[rid], candidates, gate)
+                if sent is None:
+                    held.append(rid)
+                else:
+                    results[rid] = sent
             finally:
                 self._slots.release()
 
@@ -382,12 +388,11 @@ class Delivery:
             f"error_budget: more than {self.settings.error_budget_max_failure_ratio:.0%} of "
             f"the last {window} sends failed at the provider"
         )
-        if await campaigns.set_status(
+        if await campaigns.transition(
             self.pool,
-            account_id,
-            campaign_id,
-            "paused",
-            allowed_from=["sending"],
+            Command.PAUSE_FOR_BUDGET,
+            [campaign_id],
+            account_id=account_id,
             pause_reason=reason,
         ):
             metrics.ERROR_BUDGET_PAUSES.inc()
@@ -404,7 +409,8 @@ class Delivery:
         rid: int,
         message: Message,
         candidates: Sequence[Provider],
-    ) -> tuple[SendResult, str]:
+        gate: Gate | None = None,
+    ) -> tuple[SendResult, str] | None:
         mid = message_id(event.campaign_id, rid, message.attempt)
         callback = f"{self.settings.ingress_url}/callbacks/{message.channel.value}"
         if message.channel is Channel.SMS:
@@ -426,8 +432,8 @@ class Delivery:
             subject=message.subject,
             template=template,
         )
-        limiter = await self._limiter(event.account_id, message.channel)
-        return await self._send_with_retries(candidates, outbound, limiter)
+        limiter = await self.limiter_for(event.account_id, message.channel)
+        return await self._send_with_retries(candidates, outbound, limiter, gate)
 
     def _provider_limiter(self, label: str) -> AdaptiveLimiter | None:
         rate = self.directory.rates.get(label)
@@ -438,19 +444,41 @@ class Delivery:
             limiter = self._provider_limiters[label] = AdaptiveLimiter(rate)
         return limiter
 
+    async def account_settings(self, account_id: str) -> accounts.AccountSettings:
+        """The account's rate and quiet hours, at most account_settings_ttl_s old: a change
+        through the API reaches running sends within that time, without a restart."""
+        seen = self._accounts.get(account_id)
+        if seen is not None and (
+            time.monotonic() - seen[0] < self.settings.account_settings_ttl_s
+            or account_id in self._refreshing
+        ):
+            # One caller refreshes; the sends checking meanwhile use the last value.
+            return seen[1]
+        self._refreshing.add(account_id)
+        try:
+            current = await accounts.settings(self.pool, account_id)
+        finally:
+            self._refreshing.discard(account_id)
+        if len(self._accounts) > 10_000:
+            self._accounts.clear()
+        self._accounts[account_id] = (time.monotonic(), current)
+        return current
+
     async def rate_of(self, account_id: str) -> float:
         """The account's send rate per channel (its own, else the deployment's default)."""
-        if account_id not in self._rates:
-            rate = await accounts.rate_per_s(self.pool, account_id)
-            self._rates[account_id] = rate or self.settings.default_rate_per_s
-        return self._rates[account_id]
+        rate = (await self.account_settings(account_id)).rate_per_s
+        return rate or self.settings.default_rate_per_s
 
-    async def _limiter(self, account_id: str, channel: Channel) -> AdaptiveLimiter:
+    async def limiter_for(self, account_id: str, channel: Channel) -> AdaptiveLimiter:
+        """The one limiter of an account and channel, at the account's current rate."""
+        rate_per_s = await self.rate_of(account_id)
+        # No await between the look-up and the store: concurrent first sends share one.
         key = (account_id, channel)
         limiter = self._limiters.get(key)
         if limiter is None:
-            limiter = AdaptiveLimiter(await self.rate_of(account_id))
-            self._limiters[key] = limiter
+            limiter = self._limiters[key] = AdaptiveLimiter(rate_per_s)
+        else:
+            limiter.configure(rate_per_s)
         return limiter
 
     async def _send_with_retries(
@@ -458,9 +486,12 @@ class Delivery:
         candidates: Sequence[Provider],
         message: OutboundMessage,
         limiter: AdaptiveLimiter,
-    ) -> tuple[SendResult, str]:
-        """The answer and the provider account that gave it. Each try goes to the first
-        provider account whose breaker is closed, so a failing one drains to the next."""
+        gate: Gate | None = None,
+    ) -> tuple[SendResult, str] | None:
+        """The answer and the provider account that gave it; None when `gate` said stop
+        before a try (nothing reached a provider on that try, and a 429 or retryable answer
+        before it was not taken). Each try goes to the first provider account whose breaker
+        is closed, so a failing one drains to the next."""
         result = SendResult(accepted=False, error_class=ErrorClass.RETRYABLE)
         channel = message.channel.value
         provider = candidates[0]
@@ -478,6 +509,10 @@ class Delivery:
             if provider_limiter is not None:
                 await provider_limiter.acquire()
             metrics.RATE_LIMIT_WAIT.labels(channel=channel).observe(time.perf_counter() - waited)
+            # The waits above can take seconds under load: a pause that landed meanwhile holds
+            # this send, so no send starts later than the gate's cache time after a pause.
+            if gate is not None and not await gate():
+                return None
             started = time.perf_counter()
             metrics.SENDS_IN_FLIGHT.inc()
             try:

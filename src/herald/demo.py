@@ -27,6 +27,7 @@ from herald import embedded, process, runner
 from herald.bus import codec
 from herald.bus.producer import producer as kafka_producer
 from herald.constants import EVENT_CAMPAIGN_CONFIRMED, TOPIC_CAMPAIGN_EVENTS
+from herald.domain.campaign import CampaignStatus
 from herald.domain.channels import Channel, SendingMode, chain
 from herald.settings import Settings
 from herald.simulator.viber import MAX_USERS_PER_REQUEST, USERS_PATH
@@ -183,7 +184,7 @@ async def _campaign(settings: Settings, recipients: int, mode: SendingMode) -> d
                     bar.draw(counters, time.monotonic() - started)
                     if counters.final != last_final:
                         last_final, last_change = counters.final, time.monotonic()
-                    if counters.status == "completed":
+                    if CampaignStatus(counters.status).final:
                         break
                 if time.monotonic() - last_change > STALL_TIMEOUT_S:
                     break

@@ -34,6 +34,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
+from herald.domain.campaign import PIPELINE
 from herald.domain.channels import Channel, SendingMode, chain
 from herald.providers.base import ErrorClass
 
@@ -152,6 +153,10 @@ FALLBACKS = Counter(
     ["from_channel", "to_channel", "reason"],
 )
 CAMPAIGNS_COMPLETED = Counter("herald_campaigns_completed_total", "Campaigns completed.")
+CAMPAIGNS_FAILED = Counter(
+    "herald_campaigns_failed_total",
+    "Campaigns that ended failed: no recipient taken by a provider, some failed.",
+)
 CAMPAIGNS = Gauge(
     "herald_campaigns",
     "Campaigns by status, read from PostgreSQL every few seconds (same value on every pod).",
@@ -229,7 +234,7 @@ def set_breaker_state(*, provider: str, channel: str, state: BreakerState) -> No
 
 
 # Statuses always exported (zero when none), so a panel shows 0 rather than "no data".
-CAMPAIGN_STATUSES: Final = ("scheduled", "sending", "paused", "completed", "cancelled")
+CAMPAIGN_STATUSES: Final = tuple(s.value for s in PIPELINE)
 
 CampaignCounter = Callable[[], Awaitable[Mapping[str, int]]]
 

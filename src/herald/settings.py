@@ -234,6 +234,11 @@ class Settings:
         "Simulator: share of messages whose final callback comes before sent", default=0.0
     )
     default_rate_per_s: float = _doc("Send rate per account and channel unless set", default=2000.0)
+    account_settings_ttl_s: float = _doc(
+        "How old a worker's copy of an account's rate and quiet hours may be: a change "
+        "through the API reaches running sends within this time, without a restart",
+        default=2.0,
+    )
     worker_concurrency: int = _doc("In-flight provider requests per worker process", default=128)
     worker_chunk_size: int = _doc("Recipients read from Postgres per chunk", default=500)
     worker_slice_s: float = _doc(

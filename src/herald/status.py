@@ -164,7 +164,7 @@ class StatusFolder:
             await campaigns.apply_channel_counters(
                 conn, {k: CounterDelta.of(v) for k, v in afold.channel_totals.items()}
             )
-            completed = await campaigns.complete_finished(conn, list({k[0] for k in by_recipient}))
+            ended = await campaigns.finish(conn, list({k[0] for k in by_recipient}))
         delays, fallback_due, changed = afold.delays, afold.fallback_due, rfold.changed
         for channel, to_channel, reason in afold.fallbacks:
             metrics.FALLBACKS.labels(
@@ -181,9 +181,15 @@ class StatusFolder:
         result.fallbacks_due = len(fallback_due)
         if fallback_due:
             self.fallback_wake.set()
-        for campaign_id in completed:
-            metrics.CAMPAIGNS_COMPLETED.inc()
-            log.info("campaign %s completed", campaign_id, extra={"event": "campaign_completed"})
+        for campaign_id, end in ended.items():
+            ended_as = metrics.CAMPAIGNS_FAILED if end == "failed" else metrics.CAMPAIGNS_COMPLETED
+            ended_as.inc()
+            log.info(
+                "campaign %s %s",
+                campaign_id,
+                end,
+                extra={"event": "campaign_ended", "campaign_id": campaign_id, "status": end},
+            )
         metrics.STATUS_EVENTS_FOLDED.labels(outcome="changed").inc(changed)
         metrics.STATUS_EVENTS_FOLDED.labels(outcome="unchanged").inc(len(events) - changed)
         metrics.FOLD_DURATION.observe(time.perf_counter() - started)

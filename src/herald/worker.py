@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -22,10 +22,11 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from herald import metrics
-from herald.bus import codec
+from herald.bus import codec, consumer
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_DISPATCH_BATCHES, TOPIC_STATUS_EVENTS
 from herald.delivery import Delivery
+from herald.domain.campaign import CampaignStatus
 from herald.domain.compose import RecipientRow
 from herald.domain.events import CampaignConfirmed, EventError, parse_campaign_confirmed
 from herald.domain.status import RecipientStatus, StatusEvent, to_wire
@@ -36,7 +37,10 @@ from herald.store import campaigns, recipients, reconcile
 
 log = logging.getLogger(__name__)
 
-CONTROL_TTL_S = 0.25
+# Pause within 1 s: this, plus the sends already on the wire, is how late a send can go out
+# after a pause (each send checks right before its provider call); 10 status reads per second
+# per campaign a worker is sending.
+CONTROL_TTL_S = 0.1
 
 
 class Control:
@@ -66,6 +70,18 @@ class Control:
 
     async def sending(self, campaign_id: str) -> bool:
         return await self.status(campaign_id) == "sending"
+
+
+def _unless_revoked(
+    lost: anyio.Event, gate: Callable[[], Awaitable[bool]]
+) -> Callable[[], Awaitable[bool]]:
+    """The send gate, closed once the batch's partition is revoked: the new owner sends the
+    rest under its own token bucket, so this one must start no more sends for the account."""
+
+    async def open_() -> bool:
+        return not lost.is_set() and await gate() and not lost.is_set()
+
+    return open_
 
 
 def _cancelled(campaign_id: str, rows: Sequence[RecipientRow]) -> list[StatusEvent]:
@@ -130,7 +146,8 @@ class Worker:
         event = await self._open_campaign(item.campaign_id)
         if isinstance(event, str):
             return event
-        gate = partial(self.control.sending, item.campaign_id)
+        lost = consumer.revoked()
+        gate = _unless_revoked(lost, partial(self.control.sending, item.campaign_id))
         cursor = item.first_id - 1
         started = time.monotonic()
         # A chunk is what its account can send in about one slice, so a slice ends on time
@@ -148,7 +165,7 @@ class Worker:
                 # other accounts whose work waits on this partition. The rest goes to the end.
                 await self._continue(item, cursor + 1)
                 return "yielded"
-            if self.stop.is_set():
+            if self.stop.is_set() or lost.is_set():
                 return "stopped"
             status = await self.control.status(item.campaign_id)
             if status == "paused":
@@ -165,6 +182,9 @@ class Worker:
                 continue
             delivered = await self.delivery.deliver(event, chunk, gate=gate)
             await self._publish(event.campaign_id, delivered.events)
+            if lost.is_set():
+                # Revoked: the rest stays queued for the partition's next owner.
+                return "stopped"
             if delivered.held:
                 return "paused"
             await reconcile.touch_batch(self.pool, item.campaign_id, item.batch_no)
@@ -196,9 +216,12 @@ class Worker:
             return "done"
         held: set[int] = {r.id for r in rows}
         if status != "paused":
-            gate = partial(self.control.sending, item.campaign_id)
+            lost = consumer.revoked()
+            gate = _unless_revoked(lost, partial(self.control.sending, item.campaign_id))
             delivered = await self.delivery.deliver(event, rows, starts, gate=gate)
             await self._publish(event.campaign_id, delivered.events)
+            if lost.is_set() and delivered.held:
+                return "stopped"  # the item comes again, to the partition's next owner
             held = delivered.held
         # Work a pause stopped goes out again on resume.
         await recipients.republish_fallback(self.pool, item.campaign_id, sorted(held))
@@ -208,8 +231,8 @@ class Worker:
         row = await campaigns.get(self.pool, campaign_id)
         if row is None:
             return "unknown_campaign"
-        if row["status"] == "completed":
-            return "done"
+        if row["status"] in (CampaignStatus.COMPLETED, CampaignStatus.FAILED):
+            return "done"  # every recipient is final: nothing is left to send
         cached = self._events.get(campaign_id)
         if cached is None:
             try:

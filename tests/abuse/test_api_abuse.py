@@ -657,7 +657,8 @@ async def test_a_flood_is_throttled_per_key_with_retry_after(
         assert await _count_contacts(api_pool, noisy.account_id) == len(made)
         for response in refused:
             detail = _error(response, 429, "rate_limited")
-            assert detail["field"] is None
+            # The limit is the key's: the refusal names the header, with the catalogue number.
+            assert (detail["field"], detail["number"]) == ("X-API-Key", 1005)
             assert response.headers["Retry-After"].isdigit()
             assert int(response.headers["Retry-After"]) >= 1
             # The request id is kept, so a client can tie the refusal to its request.
@@ -836,8 +837,12 @@ async def test_another_account_gets_404_on_every_route(
             ),
             201,
         )
-        goal = _data(await theirs.post(f"/v1/campaigns/{borrowed['id']}/calculate-goal"), 200)
-        assert goal["recipients"] == 0
+        # Another account's contact is no contact of theirs: refused like an unknown id (it was
+        # silently dropped, a goal of 0), and named as the caller wrote it.
+        response = await theirs.post(f"/v1/campaigns/{borrowed['id']}/calculate-goal")
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "audience_invalid"
+        assert response.json()["error"]["field"] == "contact_ids"
         for reference in (
             {"list_ids": [ids["list_id"]]},
             {"segment_id": ids["segment_id"]},

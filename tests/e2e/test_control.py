@@ -9,9 +9,10 @@ import anyio
 import asyncpg
 
 from herald.demo import FIRST_PHONE, campaign_event
+from herald.domain.campaign import Command
 from herald.domain.channels import SendingMode
 from herald.settings import Settings
-from herald.store import accounts, campaigns, contacts, db
+from herald.store import accounts, campaigns, contacts, db, drafts
 from tests.pipeline import publish_event, running, wait_completed
 
 RECIPIENTS = 1_500
@@ -67,12 +68,11 @@ async def test_pause_then_resume_finishes_exactly(settings: Settings) -> None:
     async with db.pool(settings.database_url) as pool, running(settings):
         campaign_id = await _start(settings, pool, "pause")
         await _wait_sent(pool, campaign_id, 200)
-        assert await campaigns.set_status(
+        assert await campaigns.transition(
             pool,
-            await _owner(pool, campaign_id),
-            campaign_id,
-            "paused",
-            allowed_from=["sending"],
+            Command.PAUSE,
+            [campaign_id],
+            account_id=await _owner(pool, campaign_id),
             pause_reason="operator",
         )
         await anyio.sleep(1.5)
@@ -81,9 +81,7 @@ async def test_pause_then_resume_finishes_exactly(settings: Settings) -> None:
         await anyio.sleep(1.0)
         assert await _sent(pool, campaign_id) == frozen  # nothing moves while paused
         assert frozen < RECIPIENTS
-        assert await campaigns.set_status(
-            pool, await _owner(pool, campaign_id), campaign_id, "sending", allowed_from=["paused"]
-        )
+        assert await campaigns.resume(pool, await _owner(pool, campaign_id), campaign_id)
         counters = await wait_completed(pool, campaign_id, timeout_s=120)
         recount = await campaigns.recount(pool, campaign_id)
         assert counters.final == counters.total == RECIPIENTS
@@ -101,13 +99,7 @@ async def test_cancel_marks_the_rest_cancelled(settings: Settings) -> None:
     async with db.pool(settings.database_url) as pool, running(settings):
         campaign_id = await _start(settings, pool, "cancel")
         await _wait_sent(pool, campaign_id, 200)
-        assert await campaigns.set_status(
-            pool,
-            await _owner(pool, campaign_id),
-            campaign_id,
-            "cancelled",
-            allowed_from=["sending", "paused"],
-        )
+        assert await drafts.cancel(pool, await _owner(pool, campaign_id), campaign_id)
         cancelled_at = await pool.fetchval("SELECT now()")
         with anyio.fail_after(60):
             while True:
@@ -132,6 +124,4 @@ async def test_cancel_marks_the_rest_cancelled(settings: Settings) -> None:
         )
         assert late == 0
         # A cancelled campaign cannot be resumed.
-        assert not await campaigns.set_status(
-            pool, await _owner(pool, campaign_id), campaign_id, "sending", allowed_from=["paused"]
-        )
+        assert not await campaigns.resume(pool, await _owner(pool, campaign_id), campaign_id)

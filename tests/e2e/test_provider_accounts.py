@@ -74,3 +74,43 @@ async def test_a_dead_provider_account_drains_to_the_next(settings: Settings) ->
             )
             == 0
         )
+
+
+async def test_a_campaign_sends_by_the_provider_account_it_chose(settings: Settings) -> None:
+    settings = settings.with_overrides(secrets={"TWILIO_OWN": settings.twilio_auth_token})
+    account_id = f"acct-{uuid.uuid4().hex[:8]}"
+    campaign_id = str(uuid.uuid4())
+    async with db.pool(settings.database_url) as pool:
+        await accounts.ensure(pool, account_id, "chosen", None)
+        await pool.execute(
+            "INSERT INTO provider_accounts (account_id, channel, provider, label, priority,"
+            " base_url, secret_ref, options) VALUES"
+            " ($1, 'sms', 'twilio', 'twilio-first', 1, $2, 'TWILIO_OWN', '{}'),"
+            " ($1, 'sms', 'twilio', 'twilio-chosen', 2, $2, 'TWILIO_OWN', '{}')",
+            account_id,
+            settings.simulator_url,
+        )
+        chosen = await pool.fetchval(
+            "SELECT id::text FROM provider_accounts WHERE account_id = $1 AND label = $2",
+            account_id,
+            "twilio-chosen",
+        )
+        await contacts.insert_synthetic(
+            pool, account_id=account_id, count=50, first_phone=FIRST_PHONE + 1, tag="c"
+        )
+        event = campaign_event(
+            campaign_id=campaign_id, account_id=account_id, mode=SendingMode.SMS, tags=["c"]
+        )
+        # The account's first provider account in priority order is not the campaign's choice.
+        event["provider_accounts"] = {"sms": chosen}
+        async with running(settings):
+            await publish_event(settings, event)
+            counters = await wait_completed(pool, campaign_id, timeout_s=120)
+        assert counters.final == 50
+        used = {
+            r["provider"]
+            for r in await pool.fetch(
+                "SELECT DISTINCT provider FROM attempts WHERE campaign_id = $1", campaign_id
+            )
+        }
+        assert used == {"twilio-chosen"}

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from herald.api.app import create_app
 from herald.api.config import ApiConfig
+from herald.api.errors import ErrorCode
 from herald.api.keys import create_account_key
 from herald.embedded import EmbeddedPostgres
 from herald.store import db
@@ -97,9 +98,17 @@ def data(response: httpx.Response, status: int = 200) -> Any:
 
 
 def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The error of a refusal, checked against the catalogue: its code and number, a named
+    field (every refusal names one) and a timestamp in UTC ending `Z`."""
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error", "meta"}, body
     assert body["error"]["code"] == code, body
+    assert set(body["error"]) == {"code", "number", "message", "field"}, body
+    assert body["error"]["number"] == ErrorCode[code.upper()].number, body
+    assert ErrorCode[code.upper()].status == status, body
+    if status < 500:
+        assert body["error"]["field"], body
+    assert body["meta"]["timestamp"].endswith("Z"), body
     detail: dict[str, Any] = body["error"]
     return detail

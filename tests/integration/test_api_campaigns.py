@@ -79,7 +79,9 @@ async def test_draft_lifecycle_and_send_writes_a_valid_event(
     assert price["recipients"] == 4 and price["cost"] == goal["cost"]
 
     sent = data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
-    assert sent["status"] == "scheduled"
+    # Sent now: it is sending from this answer on (the scheduler expands it next).
+    assert sent["status"] == "sending" and sent["started_at"] is not None
+    assert data(await alice.get(f"/v1/campaigns/{cid}"))["status"] == "sending"
     error(await alice.post(f"/v1/campaigns/{cid}/send"), 409, "campaign_state_conflict")
     error(await alice.post(f"/v1/campaigns/{cid}/confirm"), 409, "campaign_state_conflict")
 
@@ -211,10 +213,11 @@ async def test_send_refuses_incomplete_drafts(alice: Caller) -> None:
 
 
 async def _received_by_scheduler(pool: asyncpg.Pool, account: str, campaign_id: str) -> None:
-    """What the scheduler does on campaign.confirmed: insert and expand the campaign."""
+    """What the scheduler does on campaign.confirmed: the insert is a replay (the API created
+    the campaign's row when it confirmed it), then the expansion."""
     raw = next(e for e in await _outbox_events(pool, account) if e["campaign_id"] == campaign_id)
     event = parse_campaign_confirmed(raw)
-    assert await campaigns.insert(pool, event, raw)
+    assert not await campaigns.insert(pool, event, raw)
     async with pool.acquire() as conn, conn.transaction():
         await campaigns.expand(conn, event)
 
@@ -232,9 +235,12 @@ async def test_pause_resume_cancel_and_recipients(
     error(await alice.post(f"/v1/campaigns/{cid}/pause"), 409, "campaign_state_conflict")
     error(await alice.post(f"/v1/campaigns/{cid}/cancel"), 409, "campaign_state_conflict")
     data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
-    # Confirmed but not yet received by the scheduler: scheduled, cannot pause.
-    assert data(await alice.get(f"/v1/campaigns/{cid}"))["status"] == "scheduled"
-    error(await alice.post(f"/v1/campaigns/{cid}/pause"), 409, "campaign_state_conflict")
+    # Sending from the send's answer on, before the scheduler expands it: a pause holds it
+    # there, and its resume lets the scheduler start it.
+    assert data(await alice.get(f"/v1/campaigns/{cid}"))["status"] == "sending"
+    held = data(await alice.post(f"/v1/campaigns/{cid}/pause", {"reason": "hold"}))
+    assert held["status"] == "paused" and held["stats"]["total_recipients"] == 0
+    assert data(await alice.post(f"/v1/campaigns/{cid}/resume"))["status"] == "sending"
 
     await _received_by_scheduler(api_pool, alice.account_id, cid)
     got = data(await alice.get(f"/v1/campaigns/{cid}"))
@@ -575,6 +581,28 @@ async def test_retry_failed_makes_a_draft_for_the_failed_recipients(
     )["id"]
     got = error(await bob.post(f"/v1/campaigns/{theirs}/send"), 422, "audience_invalid")
     assert got["field"] == "failed_of"
+
+
+async def test_send_now_on_a_scheduled_campaign_starts_it(
+    alice: Caller, bob: Caller, api_pool: asyncpg.Pool
+) -> None:
+    await _contacts(alice, 2, "now")
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    body = {"name": "Later", "channel": "sms", "body": "Hi", "tags": ["now"], "scheduled_at": later}
+    cid = data(await alice.post("/v1/campaigns", body), 201)["id"]
+    first = data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    assert first["status"] == "scheduled" and first["started_at"] is None
+    error(await bob.post(f"/v1/campaigns/{cid}/send"), 404, "campaign_not_found")
+    # Orbit's "send now": the same call on the scheduled campaign starts it at once.
+    now = data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
+    assert now["status"] == "sending" and now["started_at"] is not None
+    assert now["event_id"] == first["event_id"]
+    # Pause and cancel work from here on, before the scheduler has expanded it.
+    assert data(await alice.post(f"/v1/campaigns/{cid}/pause"))["status"] == "paused"
+    cancelled = data(await alice.post(f"/v1/campaigns/{cid}/cancel"))
+    assert cancelled["status"] == "cancelled" and cancelled["completed_at"] is not None
+    got = error(await alice.post(f"/v1/campaigns/{cid}/send"), 409, "campaign_state_conflict")
+    assert got["message"] == "cannot send a campaign that is cancelled"
 
 
 async def test_a_scheduled_campaign_can_change_or_go_until_it_starts(

@@ -143,6 +143,7 @@ async def test_streamed_csv_import(server: Server, api_pool: asyncpg.Pool) -> No
     assert result["errors"][0] == {
         "line": 1001,
         "code": "invalid_phone",
+        "number": 1102,
         "field": "phone",
         "message": "not in E.164 form (must start with + and a country code)",
     }
@@ -178,6 +179,12 @@ async def test_jsonl_import_and_broken_stream(server: Server, api_pool: asyncpg.
     assert (result["imported"], result["rejected"]) == (2, 3)
     assert [e["line"] for e in result["errors"]] == [2, 3, 5]
     assert result["errors"][2]["field"] == "viber_user_id"
+    # Every row's error names a field and carries its number: `row` for a line that is no
+    # object at all.
+    assert [(e["field"], e["number"]) for e in result["errors"][:2]] == [
+        ("row", 1001),
+        ("email", 1103),
+    ]
     before = await api_pool.fetchval("SELECT count(*) FROM contacts")
     async with server.session.post(
         f"{server.url}/v1/contacts/import",

@@ -87,6 +87,8 @@ def _exercise_every_metric() -> None:
     metrics.CALLBACK_DELAY.labels(channel="sms").observe(4.0)
     metrics.FALLBACKS.labels(from_channel="sms", to_channel="email", reason="failed").inc()
     metrics.CAMPAIGNS_COMPLETED.inc()
+    metrics.CAMPAIGNS_FAILED.inc()
+    metrics.PROVIDER_UNAUTHORIZED.labels(provider="twilio").inc()
     metrics.set_campaign_counts({"sending": 2})
     metrics.CAMPAIGNS_STALLED.set(1)
     metrics.ERROR_BUDGET_PAUSES.inc()

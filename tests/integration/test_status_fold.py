@@ -22,7 +22,7 @@ from herald.domain.status import (
     for_recipient,
 )
 from herald.status import StatusFolder
-from herald.store import attempts, campaigns, db, drafts
+from herald.store import attempts, campaigns, db, recipients
 
 CAMPAIGN = "fold-c1"
 RECIPIENTS = 60
@@ -305,7 +305,7 @@ async def test_the_recipient_row_follows_the_chain_after_a_late_fallback(pg_url:
         async def row(rid: int) -> tuple[str, str | None, int | None]:
             (r,) = [
                 r
-                for r in await drafts.recipients(pool, CAMPAIGN, status=None, after_id=0, limit=9)
+                for r in await recipients.page(pool, CAMPAIGN, status=None, after_id=0, limit=9)
                 if r["id"] == rid
             ]
             return r["status"], r["channel"], r["attempt_no"]

@@ -85,7 +85,7 @@ async def test_a_failed_dead_letter_leaves_the_records_for_later() -> None:
         raise ValueError("cannot parse")
 
     fake = Consumer()
-    busy = {TP}
+    runs = {TP: consumer._Run()}
     with anyio.fail_after(5):
         await consumer._process(
             fake,
@@ -94,9 +94,9 @@ async def test_a_failed_dead_letter_leaves_the_records_for_later() -> None:
             poison,
             BrokenDeadLetter(),  # type: ignore[arg-type]
             anyio.Event(),
-            busy,
+            runs,
         )
     # Not committed, read again from the same offset, and the partition goes on.
     assert fake.commits == []
     assert fake.seeks == [(TP, 7)]
-    assert fake.resumed == [TP] and busy == set()
+    assert fake.resumed == [TP] and runs == {}

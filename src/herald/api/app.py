@@ -19,6 +19,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from herald.api import (
+    account,
     auth,
     campaigns,
     contacts,
@@ -103,7 +104,7 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
         description=(
             "Campaigns, contacts, lists, segments, templates and statistics. Authenticate "
             "with the X-API-Key header. Every response is {data, meta}; every error is "
-            "{error: {code, message, field}, meta}. Error codes: docs/api.md."
+            "{error: {code, number, message, field}, meta}. Error codes: docs/api.md."
         ),
         openapi_url="/openapi.json",
         docs_url="/docs",
@@ -127,6 +128,7 @@ def create_app(*, pool: asyncpg.Pool, config: ApiConfig) -> FastAPI:
         campaigns,
         recipients,
         keys,
+        account,
     ):
         app.include_router(module.router)
     app.add_middleware(

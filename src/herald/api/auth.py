@@ -1,4 +1,5 @@
-"""X-API-Key authentication: every request resolves to one account, or 401."""
+"""X-API-Key authentication: every request resolves to one account, or 401; routes that
+change an account's settings need an admin key, or 403 admin_required."""
 
 from __future__ import annotations
 
@@ -70,12 +71,33 @@ Account = Annotated[str, Depends(_account)]
 Pool = Annotated[asyncpg.Pool, Depends(pool_of)]
 
 
+async def key_is_admin(request: Request, key: str | None) -> bool:
+    """Whether the request's key is an admin key (looked up only where a route needs it)."""
+    return bool(key) and await api_keys.is_admin(pool_of(request), str(key))
+
+
+async def _admin_account(
+    request: Request, account: Account, key: Annotated[str | None, Depends(_HEADER)] = None
+) -> str:
+    if not await key_is_admin(request, key):
+        raise ApiError(
+            ErrorCode.ADMIN_REQUIRED,
+            "This needs an admin API key: `herald keys create` makes one",
+            field="X-API-Key",
+        )
+    return account
+
+
+AdminAccount = Annotated[str, Depends(_admin_account)]
+
+
 async def bootstrap(pool: asyncpg.Pool, *, account_id: str, key: str) -> None:
     """Development only: make sure `account_id` exists and `key` opens it."""
     if not key:
         return
     await api_keys.ensure_account(pool, account_id, account_id)
-    stored = await api_keys.add(pool, account_id, key, "bootstrap")
+    # The operator configured it, as with `herald keys create`: an admin key.
+    stored = await api_keys.add(pool, account_id, key, "bootstrap", admin=True)
     if stored is not None:
         log.info(
             "bootstrap API key stored for account %s",

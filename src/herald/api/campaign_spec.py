@@ -42,10 +42,20 @@ from herald.domain.events import (
     parse_campaign_confirmed,
 )
 from herald.domain.fallback import PolicyError, parse_steps, steps_to_wire
+from herald.domain.senders import sender_problem
 from herald.domain.sms import num_segments, transliterate
 
 MAX_DESTINATIONS = 100_000  # seed 003: one campaign reaches up to 100,000 numbers directly
 MAX_AUDIENCE_IDS = 10_000
+# Channels that can send to a raw E.164 destination (Viber needs a user id, email an address).
+PHONE_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS})
+# Each content section's sender field, as the request names it.
+SENDER_FIELDS = {
+    Channel.SMS: "sender",
+    Channel.RCS: "agent_id",
+    Channel.VIBER: "sender",
+    Channel.EMAIL: "from",
+}
 Text = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -174,6 +184,12 @@ class CampaignIn(BaseModel):
     body: Text | None = Field(None, description="Inline body for the first channel")
     sender: Short | None = Field(None, description="Sender for the first channel")
     subject: Short | None = Field(None, description="Subject, for email")
+    template_name: Short | None = Field(
+        None, description="Seed 004: the WhatsApp template's name, when no template_id names it"
+    )
+    template_lang: Short | None = Field(
+        None, description="Seed 004: the WhatsApp template's language (e.g. en_US)"
+    )
     content: ContentIn | None = Field(None, description="Content per channel of the chain")
     segment_id: Ref | None = None
     list_id: Ref | None = None
@@ -207,6 +223,24 @@ class CampaignIn(BaseModel):
     )
     ready_to_send: bool = False
     ab_test: AbTestIn | None = Field(None, description="A/B test: variants and their split")
+    provider_accounts: dict[Channel, Ref] = Field(
+        default_factory=dict,
+        description="Per channel of the chain: the id of one of the account's provider "
+        "accounts to send through (seed 002's whatsappPhoneNumberId, Vobiz's channel_id)",
+    )
+
+    @model_validator(mode="after")
+    def _provider_channels(self) -> CampaignIn:
+        if self.sending_mode is None and self.channel is None:
+            return self
+        for channel in self.provider_accounts:
+            if channel not in chain(self.mode):
+                raise ApiError(
+                    ErrorCode.VALIDATION_FAILED,
+                    f"{channel.value} is not a channel of {self.mode.value}",
+                    field=f"provider_accounts.{channel.value}",
+                )
+        return self
 
     @field_validator("scheduled_at")
     @classmethod
@@ -228,6 +262,40 @@ class CampaignIn(BaseModel):
                 "channel must be the first channel of sending_mode",
                 field="channel",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _whatsapp_names(self) -> CampaignIn:
+        """template_name and template_lang are WhatsApp's content: a chain without it is 422."""
+        if self.sending_mode is None and self.channel is None:
+            return self
+        for name in ("template_name", "template_lang"):
+            if getattr(self, name) is not None and Channel.WHATSAPP not in chain(self.mode):
+                raise ApiError(
+                    ErrorCode.VALIDATION_FAILED,
+                    f"{name} names a WhatsApp template; {self.mode.value} sends no WhatsApp",
+                    field=name,
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _senders(self) -> CampaignIn:
+        """Senders given are checked now (1604 sender_invalid); a template's at send."""
+        if self.sending_mode is None and self.channel is None:
+            return self
+        holders: list[tuple[str, VariantIn | CampaignIn]] = [("", self)]
+        if self.ab_test is not None:
+            holders += [(f"ab_test.variants.{i}.", v) for i, v in enumerate(self.ab_test.variants)]
+        for prefix, holder in holders:
+            if holder.sender:
+                check_sender(chain(self.mode)[0], holder.sender, f"{prefix}sender")
+            if holder.content is None:
+                continue
+            for channel, name in SENDER_FIELDS.items():
+                section = getattr(holder.content, channel.value)
+                given = None if section is None else section.model_dump(by_alias=True)[name]
+                if given:
+                    check_sender(channel, given, f"{prefix}content.{channel.value}.{name}")
         return self
 
     @model_validator(mode="after")
@@ -299,6 +367,13 @@ def parse_spec(raw: Mapping[str, Any]) -> CampaignIn:
         raise ApiError(code, message, field=field) from None
 
 
+def check_sender(channel: Channel, sender: str, field: str) -> str:
+    problem = sender_problem(channel, sender)
+    if problem is not None:
+        raise ApiError(ErrorCode.SENDER_INVALID, problem, field=field)
+    return sender
+
+
 def check_schedule(spec: CampaignIn, now: datetime) -> None:
     if spec.scheduled_at is not None and spec.scheduled_at <= now:
         raise ApiError(ErrorCode.SCHEDULE_IN_PAST, field="scheduled_at")
@@ -342,6 +417,12 @@ def channel_content(
     t = _template(spec, channel, template_id, templates, template_field)
     body = spec.body if primary else None
     sender = spec.sender if primary else None
+    name = SENDER_FIELDS.get(channel)
+    if name is not None:
+        chosen = given.get(name) or sender or t.get("sender")
+        if chosen:
+            where = f"{path}.{name}" if given.get(name) else "sender" if sender else template_field
+            check_sender(channel, chosen, where)
     if channel is Channel.SMS:
         sms: dict[str, Any] = {
             "body": _need(
@@ -364,13 +445,13 @@ def channel_content(
             components = send_components(t["components"]) if t.get("components") else []
         return {
             "template_name": _need(
-                given.get("template_name") or t.get("name"),
+                given.get("template_name") or t.get("name") or spec.template_name,
                 ErrorCode.CONTENT_REQUIRED,
                 where,
                 "a WhatsApp template",
             ),
             "language": _need(
-                given.get("language") or t.get("language"),
+                given.get("language") or t.get("language") or spec.template_lang,
                 ErrorCode.CONTENT_REQUIRED,
                 f"{path}.language",
                 "a language",
@@ -446,6 +527,14 @@ def audience(spec: CampaignIn) -> dict[str, Any]:
         found["failed_of"] = spec.failed_of
     if not found:
         raise ApiError(ErrorCode.AUDIENCE_REQUIRED, field="segment_id")
+    channels = chain(spec.mode)
+    if spec.destinations and not PHONE_CHANNELS.intersection(channels):
+        raise ApiError(
+            ErrorCode.AUDIENCE_CHANNEL_MISMATCH,
+            f"raw destinations are phone numbers: {', '.join(c.value for c in channels)} "
+            "cannot reach them (SMS, WhatsApp and RCS can)",
+            field="destinations",
+        )
     return found
 
 
@@ -496,6 +585,8 @@ def build_event(
         "batch_delay_ms": spec.batch_delay_ms,
         "fallback_window_s": spec.fallback_window_s,
     }
+    if spec.provider_accounts:
+        event["provider_accounts"] = {c.value: i for c, i in spec.provider_accounts.items()}
     if spec.fallback:
         event["fallback"] = steps_to_wire(
             parse_steps(spec.fallback_wire(), chain(mode), max_after_s=MAX_FALLBACK_WINDOW_S)
@@ -511,15 +602,17 @@ def build_event(
     return event
 
 
-def message_units(spec: CampaignIn, templates: Mapping[str, Mapping[str, Any]]) -> int:
-    """Billable units of one message on the first channel: SMS segments (of the body as it is
-    sent, transliterated when asked), otherwise 1. With an A/B test, the largest variant's: the
-    estimate is an upper bound."""
-    first = chain(spec.mode)[0]
+def message_units(
+    spec: CampaignIn, templates: Mapping[str, Mapping[str, Any]], channel: Channel | None = None
+) -> int:
+    """Billable units of one message on `channel` (default: the first of the chain): SMS
+    segments (of the body as it is sent, transliterated when asked), otherwise 1. With an A/B
+    test, the largest variant's: the estimate is an upper bound."""
+    first = channel or chain(spec.mode)[0]
     if first is not Channel.SMS:
         return 1
     if spec.ab_test is not None:
-        return max(message_units(v, templates) for v in spec.variant_specs())
+        return max(message_units(v, templates, first) for v in spec.variant_specs())
     try:
         sms = channel_content(spec, first, templates)
     except ApiError:

@@ -1,8 +1,9 @@
 """/v1/campaigns: drafts, confirmation through the outbox, control, goal and recipients.
 
-Status: draft → scheduled → sending ⇄ paused → completed, or cancelled (or failed). A draft
-lives in campaign_drafts; once sent (confirmed) its status and counters come from the
-pipeline's `campaigns` row, which the scheduler creates on receiving campaign.confirmed.
+The lifecycle is domain/campaign.py (docs/api.md draws it). A draft lives in campaign_drafts;
+once sent (confirmed) its status and counters come from the pipeline's `campaigns` row,
+created in the transaction that confirms it (or by the scheduler, for campaigns other
+upstream APIs confirm).
 """
 
 from __future__ import annotations
@@ -28,14 +29,28 @@ from herald.api.config import ApiConfig
 from herald.api.envelope import Envelope, ListEnvelope, ok, page
 from herald.api.errors import ApiError, ErrorCode
 from herald.api.fields import STRICT, like_pattern, parse_uuid
+from herald.api.goal import estimate
 from herald.constants import TOPIC_CAMPAIGN_EVENTS
+from herald.domain.campaign import ENDED, CampaignStatus, Command, Refused, apply
 from herald.domain.channels import Channel, SendingMode, chain
-from herald.store import drafts, templates
+from herald.domain.events import DEFAULT_BATCH_SIZE
+from herald.store import accounts, drafts, templates
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
-STATUSES = ("draft", "scheduled", "sending", "paused", "completed", "cancelled", "failed")
-Status = Literal["draft", "scheduled", "sending", "paused", "completed", "cancelled", "failed"]
+STATUSES = tuple(s.value for s in CampaignStatus)
+Status = CampaignStatus
+# Seed 002's numeric status: 0 draft, 1 ready/scheduled, 2 sending, 3 completed, 4 failed.
+# Paused is still in progress (2); cancelled ended without sending everything (4).
+STATUS_CODES = {
+    CampaignStatus.DRAFT: 0,
+    CampaignStatus.SCHEDULED: 1,
+    CampaignStatus.SENDING: 2,
+    CampaignStatus.PAUSED: 2,
+    CampaignStatus.COMPLETED: 3,
+    CampaignStatus.FAILED: 4,
+    CampaignStatus.CANCELLED: 4,
+}
 # Fields of a stored spec left out of list pages: they can be 100,000 entries long.
 _BULKY = ("destinations", "recipient_variables")
 
@@ -65,17 +80,23 @@ class Campaign(BaseModel):
     channel: Channel
     sending_mode: SendingMode
     status: Status
+    status_code: int = Field(
+        description="Seed 002's numeric status: 0 draft, 1 scheduled, 2 sending or paused, "
+        "3 completed, 4 failed or cancelled"
+    )
     ready_to_send: bool
     spec: dict[str, Any] | None = Field(
         description="Content, audience and options as last written (null when the campaign "
         "was confirmed by another upstream API)"
     )
     scheduled_at: datetime | None
-    stats: Progress | None
+    stats: Progress = Field(
+        description="The pipeline's exact counters; zeros for a draft and before expansion"
+    )
     goal: GoalOut | None
     pause_reason: str | None
     paused_at: datetime | None
-    batch_size: int | None
+    batch_size: int | None = Field(description="The spec's before the send, then the pipeline's")
     batch_delay_ms: int | None
     confirmed_at: datetime | None
     started_at: datetime | None
@@ -96,6 +117,8 @@ class CampaignUpdate(BaseModel):
     body: str | None = None
     sender: str | None = None
     subject: str | None = None
+    template_name: str | None = None
+    template_lang: str | None = None
     content: dict[str, Any] | None = None
     segment_id: str | None = None
     list_id: str | None = None
@@ -106,6 +129,7 @@ class CampaignUpdate(BaseModel):
     failed_of: str | None = None
     variable_mappings: dict[str, str] | None = None
     recipient_variables: dict[str, dict[str, str | int | float]] | None = None
+    provider_accounts: dict[str, str] | None = None
     scheduled_at: datetime | None = None
     batch_size: int | None = None
     batch_delay_ms: int | None = None
@@ -123,8 +147,10 @@ class PauseIn(BaseModel):
 class Sent(BaseModel):
     id: str
     status: Status
+    status_code: int = Field(description="Seed 002's numeric status (Campaign.status_code)")
     confirmed_at: datetime
     scheduled_at: datetime | None
+    started_at: datetime | None = Field(description="Set once the campaign has started")
     event_id: str
 
 
@@ -138,7 +164,8 @@ def campaign_out(row: dict[str, Any], config: ApiConfig, *, full: bool = True) -
     spec = row["spec"]
     if spec is not None and not full:
         spec = {k: v for k, v in spec.items() if k not in _BULKY}
-    stats = None
+    # Zeros until the pipeline counts (a draft has no pipeline row): never null.
+    stats = dict.fromkeys(Progress.model_fields, 0)
     if row["total_recipients"] is not None:
         stats = {
             "total_recipients": row["total_recipients"],
@@ -150,6 +177,16 @@ def campaign_out(row: dict[str, Any], config: ApiConfig, *, full: bool = True) -
             "cancelled": row["cancelled"] or 0,
             "pending": max(0, row["total_recipients"] - row["final"]),
         }
+    # A draft's pacing is its spec's (the stored spec leaves defaults out).
+    pacing = {
+        "batch_size": row["batch_size"],
+        "batch_delay_ms": row["batch_delay_ms"],
+    }
+    if row["batch_size"] is None and row["spec"] is not None:
+        pacing = {
+            "batch_size": row["spec"].get("batch_size", DEFAULT_BATCH_SIZE),
+            "batch_delay_ms": row["spec"].get("batch_delay_ms", 0),
+        }
     goal = None
     if row["goal_calculated_at"] is not None:
         goal = {
@@ -160,19 +197,19 @@ def campaign_out(row: dict[str, Any], config: ApiConfig, *, full: bool = True) -
         }
     return {
         **{k: row[k] for k in ("id", "name", "description", "status", "ready_to_send")},
+        "status_code": STATUS_CODES[CampaignStatus(row["status"])],
         "channel": chain(mode)[0],
         "sending_mode": mode,
         "spec": spec,
         "stats": stats,
         "goal": goal,
+        **pacing,
         **{
             k: row[k]
             for k in (
                 "scheduled_at",
                 "pause_reason",
                 "paused_at",
-                "batch_size",
-                "batch_delay_ms",
                 "confirmed_at",
                 "started_at",
                 "completed_at",
@@ -208,9 +245,16 @@ async def create_campaign(
     request: Request, body: CampaignIn, account: Account, pool: Pool
 ) -> dict[str, Any]:
     check_schedule(body, await drafts.database_now(pool))
+    await check_provider_accounts(pool, account, body)
     campaign_id = str(uuid.uuid4())
     await drafts.insert(pool, account, campaign_id, _draft(body))
-    return ok(request, campaign_out(await existing(pool, account, campaign_id), config_of(request)))
+    return ok(request, written(await existing(pool, account, campaign_id), config_of(request)))
+
+
+def written(row: dict[str, Any], config: ApiConfig) -> dict[str, Any]:
+    """A create's or change's answer: the list-page shape, without the bulky spec fields the
+    client just sent (100,000 destinations would come back as 1.5 MB); GET has them."""
+    return campaign_out(row, config, full=False)
 
 
 def _csv(value: str | None, allowed: tuple[str, ...], field: str, upper: bool) -> list[str] | None:
@@ -297,14 +341,6 @@ async def get_campaign(
     return ok(request, campaign_out(await existing(pool, account, campaign_id), config_of(request)))
 
 
-def not_draft(row: dict[str, Any]) -> ApiError:
-    return ApiError(
-        ErrorCode.CAMPAIGN_NOT_EDITABLE,
-        f"the campaign is {row['status']}; only drafts can be changed",
-        field="status",
-    )
-
-
 def not_editable(row: dict[str, Any]) -> ApiError:
     return ApiError(
         ErrorCode.CAMPAIGN_NOT_EDITABLE,
@@ -314,7 +350,7 @@ def not_editable(row: dict[str, Any]) -> ApiError:
 
 
 # Statuses whose campaigns PUT and DELETE accept (from the API's own drafts only).
-_EDITABLE = ("draft", "scheduled")
+EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
 
 
 @router.put("/{campaign_id}", response_model=Envelope[Campaign])
@@ -322,7 +358,7 @@ async def update_campaign(
     request: Request, campaign_id: str, body: CampaignUpdate, account: Account, pool: Pool
 ) -> dict[str, Any]:
     current = await existing(pool, account, campaign_id)
-    if current["status"] not in _EDITABLE or current["spec"] is None:
+    if current["status"] not in EDITABLE or current["spec"] is None:
         raise not_editable(current)
     changes = body.model_dump(include=body.model_fields_set, by_alias=True)
     merged = {**current["spec"], **{k: v for k, v in changes.items()}}
@@ -333,12 +369,15 @@ async def update_campaign(
     merged = {k: v for k, v in merged.items() if v is not None}
     spec = parse_spec(merged)
     check_schedule(spec, await drafts.database_now(pool))
-    if current["status"] == "draft":
-        if not await drafts.update(pool, account, campaign_id, _draft(spec)):
+    await check_provider_accounts(pool, account, spec)
+    if current["status"] == CampaignStatus.DRAFT:
+        # Seed 002 marks a draft ready after calculating its goal: that keeps the goal.
+        keep_goal = set(changes) <= {"ready_to_send"}
+        if not await drafts.update(pool, account, campaign_id, _draft(spec), keep_goal=keep_goal):
             raise not_editable(await existing(pool, account, campaign_id))
     else:
         await _reschedule(pool, account, campaign_id, spec)
-    return ok(request, campaign_out(await existing(pool, account, campaign_id), config_of(request)))
+    return ok(request, written(await existing(pool, account, campaign_id), config_of(request)))
 
 
 async def _reschedule(pool: Pool, account: str, campaign_id: str, spec: CampaignIn) -> None:
@@ -363,7 +402,7 @@ async def delete_campaign(campaign_id: str, account: Account, pool: Pool) -> Res
     current = await existing(pool, account, campaign_id)
     if current["status"] == "draft" and await drafts.delete(pool, account, campaign_id):
         return Response(status_code=204)
-    if current["status"] == "scheduled" and current["spec"] is not None:
+    if current["status"] == CampaignStatus.SCHEDULED and current["spec"] is not None:
         async with pool.acquire() as conn, conn.transaction():
             if await drafts.delete_scheduled(conn, account, campaign_id):
                 return Response(status_code=204)
@@ -384,25 +423,51 @@ async def templates_of(conn: Any, account: str, spec: CampaignIn) -> dict[str, d
 
 
 async def check_audience(conn: Any, account: str, spec: CampaignIn) -> None:
+    from herald.api.audience import check_contacts  # the contact checks live there
+
     wanted = spec.audience_list_ids()
     if wanted:
-        parsed = [parse_uuid(v, ErrorCode.AUDIENCE_INVALID) for v in wanted]
+        parsed = [parse_uuid(v, ErrorCode.AUDIENCE_INVALID, field="list_ids") for v in wanted]
         owned = await drafts.lists_owned(conn, account, parsed)
         if len(owned) != len(set(parsed)):
             raise ApiError(ErrorCode.AUDIENCE_INVALID, "no such list", field="list_ids")
     if spec.segment_id:
-        ident = parse_uuid(spec.segment_id, ErrorCode.AUDIENCE_INVALID)
+        ident = parse_uuid(spec.segment_id, ErrorCode.AUDIENCE_INVALID, field="segment_id")
         if await drafts.segment_rules(conn, account, ident) is None:
             raise ApiError(ErrorCode.AUDIENCE_INVALID, "no such segment", field="segment_id")
     if spec.failed_of and await drafts.sent_event(conn, account, spec.failed_of) is None:
         raise ApiError(ErrorCode.AUDIENCE_INVALID, "no such sent campaign", field="failed_of")
+    await check_contacts(conn, account, spec)
+
+
+async def check_provider_accounts(conn: Any, account: str, spec: CampaignIn) -> None:
+    """Each chosen provider account is one of the account's own, enabled, for its channel
+    (422 provider_account_invalid naming provider_accounts.<channel>)."""
+    wanted = {
+        channel: parse_uuid(
+            raw, ErrorCode.PROVIDER_ACCOUNT_INVALID, field=f"provider_accounts.{channel.value}"
+        )
+        for channel, raw in spec.provider_accounts.items()
+    }
+    if not wanted:
+        return
+    owned = await drafts.provider_accounts_owned(conn, account, list(wanted.values()))
+    for channel, ident in wanted.items():
+        if owned.get(str(ident)) != channel.value:
+            raise ApiError(
+                ErrorCode.PROVIDER_ACCOUNT_INVALID,
+                f"the account has no enabled {channel.value} provider account {ident}",
+                field=f"provider_accounts.{channel.value}",
+            )
 
 
 async def confirmed_event(
     conn: Any, account: str, campaign_id: str, spec: CampaignIn
 ) -> dict[str, Any]:
-    """campaign.confirmed for the spec as it stands, its audience and templates checked."""
+    """campaign.confirmed for the spec as it stands, its audience, provider accounts and
+    templates checked."""
     await check_audience(conn, account, spec)
+    await check_provider_accounts(conn, account, spec)
     return build_event(
         spec=spec,
         campaign_id=campaign_id,
@@ -420,38 +485,129 @@ async def confirmed_event(
     operation_id="confirm_campaign",
     description="The same as send (seed 002 calls it confirm).",
 )
+@router.put(
+    "/{campaign_id}/confirm",
+    status_code=202,
+    response_model=Envelope[Sent],
+    operation_id="confirm_campaign_put",
+    description="The same as send (seed 002 confirms with PUT).",
+)
 async def send_campaign(
     request: Request, campaign_id: str, account: Account, pool: Pool
 ) -> dict[str, Any]:
-    """Confirms the draft: campaign.confirmed goes to the outbox in the same transaction,
-    and the relay publishes it. Sends now, or at scheduled_at."""
-    await existing(pool, account, campaign_id)
+    """Confirms the draft: its pipeline row and campaign.confirmed (in the outbox, which the
+    relay publishes) in one transaction. It starts now (sending), or at scheduled_at. A
+    scheduled campaign sent again starts now ("send now")."""
+    current = await existing(pool, account, campaign_id)
+    if current["status"] == CampaignStatus.SCHEDULED and current["confirmed_at"] is not None:
+        if not await drafts.start_now(pool, account, campaign_id):
+            raise conflict(await existing(pool, account, campaign_id), Command.START)
+        sent_with = await drafts.sent_event(pool, account, campaign_id) or {}
+        return ok(request, _sent(await existing(pool, account, campaign_id), sent_with))
     async with pool.acquire() as conn, conn.transaction():
         locked = await drafts.lock_draft(conn, account, campaign_id)
         if locked is None or locked["confirmed_at"] is not None:
-            current = await existing(pool, account, campaign_id)
-            raise ApiError(
-                ErrorCode.CAMPAIGN_STATE_CONFLICT,
-                f"the campaign is {current['status']}; only drafts can be sent",
-                field="status",
-            )
+            raise conflict(await existing(pool, account, campaign_id), Command.CONFIRM)
         spec = parse_spec(locked["spec"])
-        refuse_disabled(spec, config_of(request))
-        event = await confirmed_event(conn, account, campaign_id, spec)
-        confirmed_at = await drafts.confirm(
-            conn, account, campaign_id, event=event, topic=TOPIC_CAMPAIGN_EVENTS
+        config = config_of(request)
+        if await accounts.confirm_requires_goal(conn, account):
+            await confirm_workflow(conn, account, spec, locked, config)
+        event = await _confirm(conn, account, campaign_id, spec, config)
+    return ok(request, _sent(await existing(pool, account, campaign_id), event))
+
+
+async def confirm_workflow(
+    conn: Any, account: str, spec: CampaignIn, draft: Mapping[str, Any], config: ApiConfig
+) -> None:
+    """Seed 002's confirm, for an account that asks for it: the campaign is marked ready, its
+    cost was calculated, and the goal recomputed now is the one calculated (same recipients,
+    same cost), so nothing is sent at a price the client did not see."""
+    if not draft["ready_to_send"]:
+        raise ApiError(
+            ErrorCode.CAMPAIGN_NOT_READY,
+            "this account confirms campaigns marked ready: set ready_to_send to true first",
+            field="ready_to_send",
         )
-    assert confirmed_at is not None
-    return ok(
-        request,
-        {
-            "id": campaign_id,
-            "status": "scheduled",
-            "confirmed_at": confirmed_at,
-            "scheduled_at": spec.scheduled_at,
-            "event_id": event["event_id"],
-        },
+    if draft["goal_calculated_at"] is None:
+        raise ApiError(
+            ErrorCode.GOAL_REQUIRED,
+            "this account confirms campaigns whose cost was calculated since their last "
+            "change: POST /v1/campaigns/{id}/calculate-goal first",
+            field="goal",
+        )
+    await check_audience(conn, account, spec)
+    found = await estimate(conn, account, spec, await templates_of(conn, account, spec), config)
+    was = (draft["goal_recipients"], draft["goal_cost"])
+    if (found.goal.recipients, found.cost) != was:
+        raise ApiError(
+            ErrorCode.GOAL_OUTDATED,
+            f"calculate-goal found {was[0]} recipients costing {was[1]}; now they are "
+            f"{found.goal.recipients} costing {found.cost}: calculate the goal again",
+            field="goal",
+        )
+
+
+async def _confirm(
+    conn: Any, account: str, campaign_id: str, spec: CampaignIn, config: ApiConfig
+) -> dict[str, Any]:
+    """The send checks, then the draft confirmed with its pipeline row and event. In the
+    caller's transaction, which a refusal rolls back."""
+    refuse_disabled(spec, config)
+    event = await confirmed_event(conn, account, campaign_id, spec)
+    confirmed = await drafts.confirm(
+        conn, account, campaign_id, event=event, topic=TOPIC_CAMPAIGN_EVENTS
     )
+    if confirmed is None:
+        raise ApiError(
+            ErrorCode.CAMPAIGN_STATE_CONFLICT,
+            "another campaign holds this campaign's id in the pipeline",
+            field="id",
+        )
+    return event
+
+
+@router.post(
+    "/send",
+    status_code=202,
+    response_model=Envelope[Sent],
+    operation_id="create_and_send_campaign",
+)
+async def create_and_send(
+    request: Request, body: CampaignIn, account: Account, pool: Pool
+) -> dict[str, Any]:
+    """Seed 004's create: the campaign is created and sent in one transaction, now or at
+    `scheduled_at`. All or nothing: a campaign the send checks refuse is not created."""
+    check_schedule(body, await drafts.database_now(pool))
+    campaign_id = str(uuid.uuid4())
+    config = config_of(request)
+    async with pool.acquire() as conn, conn.transaction():
+        if await accounts.confirm_requires_goal(conn, account):
+            # Its cost cannot have been calculated: refused (goal_required), nothing made.
+            not_costed = {"ready_to_send": body.ready_to_send, "goal_calculated_at": None}
+            await confirm_workflow(conn, account, body, not_costed, config)
+        await drafts.insert(conn, account, campaign_id, _draft(body))
+        event = await _confirm(conn, account, campaign_id, body, config)
+    return ok(request, _sent(await existing(pool, account, campaign_id), event))
+
+
+def _sent(row: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+    """The send answer: the status the campaign has now, and its start when it started."""
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "status_code": STATUS_CODES[CampaignStatus(row["status"])],
+        "confirmed_at": row["confirmed_at"],
+        "scheduled_at": row["scheduled_at"],
+        "started_at": row["started_at"],
+        "event_id": event.get("event_id", ""),
+    }
+
+
+def conflict(row: dict[str, Any], command: Command) -> ApiError:
+    """409 with the lifecycle's own reason (domain/campaign) for a refused command."""
+    decided = apply(CampaignStatus(row["status"]), command)
+    reason = decided.reason if isinstance(decided, Refused) else "the campaign changed meanwhile"
+    return ApiError(ErrorCode.CAMPAIGN_STATE_CONFLICT, reason, field="status")
 
 
 def refuse_disabled(spec: CampaignIn, config: ApiConfig) -> None:
@@ -468,15 +624,11 @@ def refuse_disabled(spec: CampaignIn, config: ApiConfig) -> None:
 
 
 async def _control(
-    request: Request, pool: Pool, account: str, campaign_id: str, done: bool, verb: str
+    request: Request, pool: Pool, account: str, campaign_id: str, done: bool, command: Command
 ) -> dict[str, Any]:
     current = await existing(pool, account, campaign_id)
     if not done:
-        raise ApiError(
-            ErrorCode.CAMPAIGN_STATE_CONFLICT,
-            f"cannot {verb} a campaign that is {current['status']}",
-            field="status",
-        )
+        raise conflict(current, command)
     return ok(request, campaign_out(current, config_of(request)))
 
 
@@ -487,7 +639,7 @@ async def pause_campaign(
     await existing(pool, account, campaign_id)
     reason = body.reason if body is not None else None
     done = await drafts.pause(pool, account, campaign_id, reason)
-    return await _control(request, pool, account, campaign_id, done, "pause")
+    return await _control(request, pool, account, campaign_id, done, Command.PAUSE)
 
 
 @router.post("/{campaign_id}/resume", response_model=Envelope[Campaign])
@@ -496,21 +648,22 @@ async def resume_campaign(
 ) -> dict[str, Any]:
     await existing(pool, account, campaign_id)
     done = await drafts.resume(pool, account, campaign_id)
-    return await _control(request, pool, account, campaign_id, done, "resume")
+    return await _control(request, pool, account, campaign_id, done, Command.RESUME)
 
 
 @router.post("/{campaign_id}/cancel", response_model=Envelope[Campaign])
 async def cancel_campaign(
     request: Request, campaign_id: str, account: Account, pool: Pool
 ) -> dict[str, Any]:
-    """Final. A draft is deleted rather than cancelled."""
+    """Final: every recipient not sent yet ends cancelled. A draft is deleted rather than
+    cancelled."""
     await existing(pool, account, campaign_id)
     done = await drafts.cancel(pool, account, campaign_id)
-    return await _control(request, pool, account, campaign_id, done, "cancel")
+    return await _control(request, pool, account, campaign_id, done, Command.CANCEL)
 
 
 # A campaign's failed set changes until it ends.
-_RETRYABLE_STATUSES = frozenset({"completed", "cancelled", "failed"})
+_RETRYABLE_STATUSES = frozenset(ENDED)
 _RETRY_SUFFIX = " (retry)"
 
 
@@ -566,4 +719,4 @@ async def retry_failed(
     spec = parse_spec(retry_spec(current, event))
     new_id = str(uuid.uuid4())
     await drafts.insert(pool, account, new_id, _draft(spec))
-    return ok(request, campaign_out(await existing(pool, account, new_id), config_of(request)))
+    return ok(request, written(await existing(pool, account, new_id), config_of(request)))

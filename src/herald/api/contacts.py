@@ -4,6 +4,7 @@ opt-outs and the activity timeline (seed 001)."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from herald.api import pagination
 from herald.api.auth import Account, Pool
-from herald.api.envelope import Envelope, ListEnvelope, ok, page
+from herald.api.envelope import MAX_TOTAL, Envelope, ListEnvelope, ok, page
 from herald.api.errors import ApiError, ErrorCode
 from herald.api.fields import (
     STRICT,
@@ -27,7 +28,6 @@ from herald.api.fields import (
     parse_uuid,
     search_query,
 )
-from herald.domain.channels import Channel
 from herald.store import contacts_api
 from herald.store.contacts_api import ContactFields
 
@@ -112,10 +112,22 @@ class ContactTags(BaseModel):
     tags: list[str]
 
 
+# Consent is kept for every channel Orbit records, voice too (contacts moved over keep their
+# choice) though herald sends no voice; sending reads only its own channels' choices.
+class ConsentChannel(StrEnum):
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    RCS = "rcs"
+    VIBER = "viber"
+    EMAIL = "email"
+    VOICE = "voice"
+
+
 class PreferencesIn(BaseModel):
     model_config = STRICT
-    preferences: Annotated[dict[Channel, bool], Field(min_length=1)] = Field(
-        description="Channel to true (opted in) or false (opted out)"
+    preferences: Annotated[dict[ConsentChannel, bool], Field(min_length=1)] = Field(
+        description="Channel to true (opted in) or false (opted out): sms, whatsapp, rcs, "
+        "viber, email, voice"
     )
 
 
@@ -180,7 +192,7 @@ async def list_contacts(
     ] = None,
 ) -> dict[str, Any]:
     if search is not None and search_query(search) is None:
-        return page(request, [], None)  # nothing searchable matches nothing
+        return page(request, [], None, total=0)  # nothing searchable matches nothing
     rows = await contacts_api.page(
         pool,
         account,
@@ -190,8 +202,16 @@ async def list_contacts(
         after=pagination.time_id("contacts", paging.cursor),
         limit=paging.limit + 1,
     )
+    total = await contacts_api.count(
+        pool,
+        account,
+        lifecycle_stage=lifecycle_stage,
+        tag=tag,
+        tsquery=search_query(search),
+        up_to=MAX_TOTAL + 1,
+    )
     items, cursor = pagination.split(rows, paging.limit, "contacts", pagination.time_id_position)
-    return page(request, [contact_out(r) for r in items], cursor)
+    return page(request, [contact_out(r) for r in items], cursor, total=total)
 
 
 @router.get("/optouts", response_model=ListEnvelope[OptOut])
@@ -200,7 +220,7 @@ async def list_optouts(
     account: Account,
     pool: Pool,
     paging: pagination.Page,
-    channel: Channel | None = None,
+    channel: ConsentChannel | None = None,
     search: Search = None,
 ) -> dict[str, Any]:
     if search is not None and search_query(search) is None:

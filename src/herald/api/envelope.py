@@ -1,5 +1,5 @@
 """The response envelope: {"data": ..., "meta": {"request_id", "timestamp"}}; lists add
-meta.next_cursor and meta.has_more."""
+meta.next_cursor and meta.has_more, and the lists that count meta.total."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from fastapi import Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 T = TypeVar("T")
@@ -26,6 +26,14 @@ class Meta(BaseModel):
 class ListMeta(Meta):
     next_cursor: str | None = None
     has_more: bool = False
+    total: int | None = Field(
+        None,
+        description="Items the list holds with its filters, counted up to 10,000 (see "
+        "total_exact); null on lists that do not count",
+    )
+    total_exact: bool | None = Field(
+        None, description="false when total stopped at 10,000 and the list holds more"
+    )
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -40,8 +48,12 @@ class ListEnvelope(BaseModel, Generic[T]):
 
 class ErrorDetail(BaseModel):
     code: str
+    number: int = Field(description="The code's stable number (docs/api.md, error catalogue)")
     message: str
-    field: str | None
+    field: str | None = Field(
+        description="The input refused: a dotted body path, a query or path parameter, a "
+        "header; null only for 500 and 503"
+    )
 
 
 class ErrorEnvelope(BaseModel):
@@ -50,12 +62,13 @@ class ErrorEnvelope(BaseModel):
 
 
 class JsonResponse(Response):
-    """JSON through orjson (datetimes, UUIDs and non-string keys included)."""
+    """JSON through orjson (datetimes, UUIDs and non-string keys included). UTC times end in
+    `Z`, as the success responses pydantic writes do."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
 
 
 def request_id_from(header: str | None) -> str:
@@ -77,8 +90,18 @@ def ok(request: Request, data: Any) -> dict[str, Any]:
     return {"data": data, "meta": meta(request)}
 
 
-def page(request: Request, items: list[Any], next_cursor: str | None) -> dict[str, Any]:
+# Counting stops here: a total costs at most this many index entries.
+MAX_TOTAL = 10_000
+
+
+def page(
+    request: Request, items: list[Any], next_cursor: str | None, *, total: int | None = None
+) -> dict[str, Any]:
+    """A list page; `total` from a count bounded at MAX_TOTAL + 1 (more means capped)."""
     info = meta(request)
     info["next_cursor"] = next_cursor
     info["has_more"] = next_cursor is not None
+    if total is not None:
+        info["total"] = min(total, MAX_TOTAL)
+        info["total_exact"] = total <= MAX_TOTAL
     return {"data": items, "meta": info}

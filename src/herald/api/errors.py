@@ -1,7 +1,10 @@
 """Herald's API error catalogue and the handlers that put every error in one envelope.
 
-Each code is stable: clients switch on `error.code`; numbers group them like seed 003's
-catalogue (docs/api.md lists them all). Messages are for people and may change.
+Each code is stable and carries a stable number: clients switch on `error.code` or
+`error.number`; numbers group the codes like seed 003's catalogue and reuse its numbers where
+the meaning is the same (docs/api.md lists them all). Messages are for people and may change.
+Every refusal names its `field`: the input's own path, or (`default_field`) the header, body
+or path parameter the refusal is about; only 500 and 503 leave it null.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class ErrorCode(Enum):
         1007, 409, "A request with this Idempotency-Key is still running; retry shortly"
     )
     UNAUTHORIZED = _Spec(1010, 401, "A valid X-API-Key header is required")
+    ADMIN_REQUIRED = _Spec(1011, 403, "This needs an admin API key (herald keys create makes one)")
     NOT_FOUND = _Spec(1020, 404, "No such resource")
     METHOD_NOT_ALLOWED = _Spec(1021, 405, "The resource does not accept this method")
     UNSUPPORTED_MEDIA_TYPE = _Spec(1022, 415, "The body's content type is not accepted here")
@@ -66,19 +70,36 @@ class ErrorCode(Enum):
     SCHEDULE_IN_PAST = _Spec(1522, 422, "The schedule date must be after the current time")
     CAMPAIGN_NOT_FOUND = _Spec(1601, 404, "Campaign not found")
     SENDER_REQUIRED = _Spec(1603, 422, "The campaign's content needs a sender")
+    SENDER_INVALID = _Spec(1604, 422, "The sender is not valid for its channel")
     AUDIENCE_REQUIRED = _Spec(1605, 422, "The campaign names no audience")
     AUDIENCE_INVALID = _Spec(1606, 422, "The campaign's audience names something unknown")
     CONTENT_REQUIRED = _Spec(1607, 422, "The campaign lacks content for one of its channels")
     TEMPLATE_INVALID = _Spec(1608, 422, "The campaign's template cannot be used")
+    SCHEDULE_INVALID = _Spec(1609, 422, "The schedule is not a date and time with a zone")
     CAMPAIGN_STATE_CONFLICT = _Spec(1611, 409, "The campaign's status does not allow this")
     CAMPAIGN_NOT_DELETABLE = _Spec(1612, 409, "Only draft and scheduled campaigns can be deleted")
+    AUDIENCE_CHANNEL_MISMATCH = _Spec(
+        1613, 422, "The campaign's audience cannot be reached on any of its channels"
+    )
     TEMPLATE_CHANNEL_MISMATCH = _Spec(1616, 422, "The template belongs to another channel")
+    AUDIENCE_NOT_REACHABLE = _Spec(
+        1617, 422, "No contact of the audience has an address on the campaign's channels"
+    )
     TEMPLATE_NOT_APPROVED = _Spec(1618, 422, "The WhatsApp template is not approved")
     CAMPAIGN_NOT_EDITABLE = _Spec(1619, 409, "Only draft and scheduled campaigns can be changed")
     NOTHING_TO_RETRY = _Spec(1620, 409, "The campaign has no failed recipients to retry")
     AB_TEST_NOT_FOUND = _Spec(1621, 404, "The campaign has no A/B test")
     API_KEY_LIMIT = _Spec(1623, 409, "The account holds as many live API keys as it may")
     CHANNEL_DISABLED = _Spec(1622, 422, "No channel of the campaign is enabled in this deployment")
+    # Seed 002's confirm workflow, for accounts that ask for it (accounts.confirm_requires_goal).
+    CAMPAIGN_NOT_READY = _Spec(1624, 422, "The campaign is not marked ready_to_send")
+    GOAL_REQUIRED = _Spec(1625, 422, "The campaign's cost has not been calculated (calculate-goal)")
+    GOAL_OUTDATED = _Spec(
+        1626, 409, "The campaign's recipients or cost changed since calculate-goal"
+    )
+    PROVIDER_ACCOUNT_INVALID = _Spec(
+        1627, 422, "The account owns no such provider account for that channel"
+    )
 
     @property
     def code(self) -> str:
@@ -111,9 +132,46 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+# The field a refusal is about when the code itself says which: a header, the body as a whole.
+_CODE_FIELDS = {
+    ErrorCode.MALFORMED_REQUEST: "body",
+    ErrorCode.PAYLOAD_TOO_LARGE: "body",
+    ErrorCode.UNAUTHORIZED: "X-API-Key",
+    ErrorCode.RATE_LIMITED: "X-API-Key",
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key",
+    ErrorCode.IDEMPOTENCY_KEY_IN_FLIGHT: "Idempotency-Key",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "Content-Type",
+    ErrorCode.METHOD_NOT_ALLOWED: "method",
+}
+# Not refusals of the request's input: nothing to name.
+_NO_FIELD = frozenset({ErrorCode.INTERNAL, ErrorCode.UNAVAILABLE})
+
+
+def default_field(request: Request, code: ErrorCode) -> str | None:
+    """What a refusal raised without a field is about: the code's header or body, the key
+    for 401 and 403, for a 404 the path parameter naming the resource (the last one) or the
+    path itself, else the body."""
+    if code in _NO_FIELD:
+        return None
+    known = _CODE_FIELDS.get(code)
+    if known is not None:
+        return known
+    if code.status in (401, 403):
+        return "X-API-Key"  # who the key is, or what it may do
+    params = list(request.scope.get("path_params") or {})
+    if code.status == 404 and params:
+        return str(params[-1])
+    return "path" if code.status == 404 else "body"
+
+
 def error_body(request: Request, code: ErrorCode, message: str, field: str | None) -> Any:
     return {
-        "error": {"code": code.code, "message": message, "field": field},
+        "error": {
+            "code": code.code,
+            "number": code.number,
+            "message": message,
+            "field": field or default_field(request, code),
+        },
         "meta": meta(request),
     }
 
@@ -126,8 +184,13 @@ def field_of(loc: tuple[Any, ...] | list[Any]) -> str | None:
     """A dotted field name from a pydantic location, without where it came from."""
     parts = [str(p) for p in loc]
     if parts and parts[0] in {"body", "query", "path", "header"}:
-        parts = parts[1:]
+        # The body itself (missing, or not an object) is named `body`.
+        parts = parts[1:] or parts[:1]
     return ".".join(parts) or None
+
+
+# Fields whose every problem has its own code (seed 003 numbers a bad schedule).
+_FIELD_CODES = {"scheduled_at": ErrorCode.SCHEDULE_INVALID}
 
 
 def validation_error(errors: list[dict[str, Any]] | Any) -> tuple[ErrorCode, str, str | None]:
@@ -148,7 +211,8 @@ def validation_error(errors: list[dict[str, Any]] | Any) -> tuple[ErrorCode, str
     custom = ErrorCode.__members__.get(kind.upper())
     if custom is not None and custom.status == 422:
         return custom, message, field_of(loc)
-    return ErrorCode.VALIDATION_FAILED, message, field_of(loc)
+    field = field_of(loc)
+    return _FIELD_CODES.get(field or "", ErrorCode.VALIDATION_FAILED), message, field
 
 
 def model_error(errors: list[Any]) -> tuple[ErrorCode, str, str | None]:

@@ -59,13 +59,20 @@ def search_query(text: str | None) -> str | None:
     """A prefix tsquery for free text, or None when it has no words.
 
     Terms hold only word characters, so nothing the user types becomes tsquery syntax.
-    A phone-like search becomes one digits-only term, matching how phones are indexed.
+    A phone-like search becomes one digits-only term, matching how phones are indexed: whole,
+    and without the country code, so national numbers are found too. A national number's
+    trunk prefix (`0` in `07700 900123`) is tried without it as well.
     """
     if text is None:
         return None
     if _PHONEISH.match(text):
         digits = re.sub(r"\D", "", text)
-        terms = [digits] if digits else []
+        national = digits.lstrip("0")
+        if not digits:
+            return None
+        if national and national != digits and not text.lstrip().startswith("+"):
+            return f"('{digits}':* | '{national}':*)"
+        terms = [digits]
     else:
         terms = _WORD.findall(text.lower())[:MAX_SEARCH_TERMS]
     if not terms:
@@ -81,9 +88,10 @@ def like_pattern(text: str | None) -> str | None:
     return f"%{escaped}%"
 
 
-def parse_uuid(value: str, not_found: ErrorCode) -> uuid.UUID:
-    """Ids that cannot exist are simply not found: no hint about other accounts' ids."""
+def parse_uuid(value: str, not_found: ErrorCode, *, field: str | None = None) -> uuid.UUID:
+    """Ids that cannot exist are simply not found: no hint about other accounts' ids.
+    `field` names the input holding it (a path parameter's 404 names that parameter)."""
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise ApiError(not_found) from None
+        raise ApiError(not_found, field=field) from None

@@ -80,7 +80,7 @@ def _is_json(request: Request) -> bool:
 
 async def storable_input(request: Request) -> None:
     """An app-wide dependency: 422 naming the query parameter or body field, 404 for a path
-    (no resource can have such an id)."""
+    (no resource can have such an id), 415 for a body that is not JSON."""
     for name, value in request.query_params.multi_items():
         reason = text_problem(value)
         if reason is not None:
@@ -89,10 +89,17 @@ async def storable_input(request: Request) -> None:
         if isinstance(value, str) and text_problem(value) is not None:
             raise ApiError(ErrorCode.NOT_FOUND)
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or route.body_field is None or not _is_json(request):
+    if not isinstance(route, APIRoute) or route.body_field is None:
         return
     if not await request.body():
         return
+    if not _is_json(request):
+        # FastAPI would hand a form or text body to the model as bytes: a 422 on `body`.
+        raise ApiError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "send the body as application/json",
+            field="Content-Type",
+        )
     try:
         # FastAPI decoded the body before the dependencies ran; this returns that copy.
         body: Any = await request.json()

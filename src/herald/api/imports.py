@@ -47,6 +47,7 @@ class StreamError(Exception):
 class RowError(BaseModel):
     line: int
     code: str
+    number: int
     field: str | None
     message: str
 
@@ -64,10 +65,18 @@ class Tally:
     rejected: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
-    def reject(self, line: int, code: str, fld: str | None, message: str) -> None:
+    def reject(self, line: int, code: ErrorCode, fld: str | None, message: str) -> None:
         self.rejected += 1
         if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append({"line": line, "code": code, "field": fld, "message": message})
+            self.errors.append(
+                {
+                    "line": line,
+                    "code": code.code,
+                    "number": code.number,
+                    "field": fld or "row",
+                    "message": message,
+                }
+            )
 
 
 async def numbered_lines(
@@ -258,12 +267,12 @@ async def import_contacts(
                 if seen > config.import_max_rows:
                     raise StreamError(number, f"more than {config.import_max_rows} rows")
                 if isinstance(row, Exception):
-                    tally.reject(number, ErrorCode.VALIDATION_FAILED.code, None, str(row))
+                    tally.reject(number, ErrorCode.VALIDATION_FAILED, None, str(row))
                     continue
                 try:
                     batch.append(contact_record(account, row))
                 except ApiError as exc:
-                    tally.reject(number, exc.code.code, exc.field, exc.message)
+                    tally.reject(number, exc.code, exc.field, exc.message)
                     continue
                 if len(batch) >= config.import_batch_rows:
                     await _flush(conn, batch, target)

@@ -1,6 +1,7 @@
 """/v1/api-keys: an account's keys. A new key is shown once; herald keeps only its hash.
 
-`create_account_key` is also what `herald keys create` (the CLI) calls.
+`create_account_key` is also what `herald keys create` (the CLI) calls: an operator's key is
+an admin key. A key made here is not, unless an admin key asks for one (`admin: true`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncpg
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from herald.api.auth import Account, Pool
+from herald.api.auth import Account, Pool, key_is_admin
 from herald.api.config import ApiConfig
 from herald.api.envelope import Envelope, ListEnvelope, ok, page
 from herald.api.errors import ApiError, ErrorCode
@@ -25,12 +26,14 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 class KeyIn(BaseModel):
     model_config = STRICT
     name: ShortText = ""
+    admin: bool = False
 
 
 class Key(BaseModel):
     id: str
     name: str
     prefix: str
+    admin: bool
     created_at: datetime
     revoked_at: datetime | None
 
@@ -44,6 +47,7 @@ def _out(k: api_keys.ApiKey) -> dict[str, Any]:
         "id": k.id,
         "name": k.name,
         "prefix": k.prefix,
+        "admin": k.admin,
         "created_at": k.created_at,
         "revoked_at": k.revoked_at,
     }
@@ -52,9 +56,9 @@ def _out(k: api_keys.ApiKey) -> dict[str, Any]:
 async def create_account_key(
     pool: asyncpg.Pool, account_id: str, name: str = "", *, max_keys: int | None = None
 ) -> str:
-    """Creates the account when missing and returns a new key for it (shown only now)."""
+    """Creates the account when missing and returns a new admin key for it (shown only now)."""
     await api_keys.ensure_account(pool, account_id, account_id)
-    created = await api_keys.create_capped(pool, account_id, name, max_keys=max_keys)
+    created = await api_keys.create_capped(pool, account_id, name, max_keys=max_keys, admin=True)
     if created is None:
         raise ApiError(ErrorCode.API_KEY_LIMIT, f"the account holds {max_keys} live keys")
     return created[0]
@@ -68,8 +72,12 @@ async def list_keys(request: Request, account: Account, pool: Pool) -> dict[str,
 @router.post("", status_code=201, response_model=Envelope[NewKey])
 async def create_key(request: Request, body: KeyIn, account: Account, pool: Pool) -> dict[str, Any]:
     config: ApiConfig = request.app.state.config
+    if body.admin and not await key_is_admin(request, request.headers.get("X-API-Key")):
+        raise ApiError(
+            ErrorCode.ADMIN_REQUIRED, "Only an admin key makes admin keys", field="admin"
+        )
     cap = config.max_keys_per_account
-    created = await api_keys.create_capped(pool, account, body.name, max_keys=cap)
+    created = await api_keys.create_capped(pool, account, body.name, max_keys=cap, admin=body.admin)
     if created is None:
         raise ApiError(
             ErrorCode.API_KEY_LIMIT,

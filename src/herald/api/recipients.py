@@ -4,6 +4,7 @@ the stored price, and the per-recipient delivery list after sending (seeds 002 a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -13,30 +14,52 @@ from pydantic import BaseModel, Field
 
 from herald.api import pagination
 from herald.api.auth import Account, Pool
-from herald.api.campaign_spec import estimate_cost, message_units, parse_spec
+from herald.api.campaign_spec import parse_spec
 from herald.api.campaigns import (
+    EDITABLE,
     GoalOut,
     check_audience,
     config_of,
     existing,
-    not_draft,
     templates_of,
 )
-from herald.api.envelope import Envelope, ListEnvelope, ok, page
+from herald.api.envelope import MAX_TOTAL, Envelope, ListEnvelope, ok, page
 from herald.api.errors import ApiError, ErrorCode
-from herald.domain.channels import Channel, chain
-from herald.domain.segments import compile_rules
+from herald.api.goal import estimate
+from herald.domain.channels import Channel
 from herald.domain.status import RecipientStatus
-from herald.store import drafts
+from herald.domain.templates import recipient_variables
+from herald.store import drafts, recipients
+
+RATE_DECIMALS = 4
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
-class GoalCalculation(GoalOut):
-    opted_out: int = Field(description="Audience contacts opted out of the first channel")
+class ChannelGoal(BaseModel):
+    channel: Channel
+    recipients: int = Field(description="Recipients whose first sendable channel this is")
+    reachable: int = Field(description="Recipients this channel can reach, fallback included")
     units_per_message: int = Field(description="SMS segments of the body; 1 elsewhere")
     unit_price: Decimal
-    channel: Channel
+    cost: Decimal = Field(description="recipients × units_per_message × unit_price")
+    cost_max: Decimal = Field(description="reachable × units_per_message × unit_price")
+
+
+class GoalCalculation(GoalOut):
+    cost_max: Decimal = Field(
+        description="Upper bound: every recipient also falls back to every later channel of "
+        "the chain it can be reached on"
+    )
+    skipped: int = Field(
+        description="Audience rows no channel of the chain can reach (opted out of each, or "
+        "no address for any): not in recipients nor cost"
+    )
+    opted_out: int = Field(description="Audience contacts opted out of the first channel")
+    units_per_message: int = Field(description="The first channel's: SMS segments; 1 elsewhere")
+    unit_price: Decimal = Field(description="The first channel's")
+    channel: Channel = Field(description="The first channel")
+    channels: list[ChannelGoal] = Field(description="Per sendable channel of the chain, in order")
 
 
 class Recipient(BaseModel):
@@ -52,7 +75,18 @@ class Recipient(BaseModel):
     provider_message_id: str | None
     error_code: str | None
     error_description: str | None
-    sent_at: datetime | None
+    variables: dict[str, Any] = Field(
+        description="The variables composition renders this recipient with: the contact's "
+        "fields, variable_mappings and recipient_variables (recomputed from the contact as "
+        "it is now; herald does not store them per recipient)"
+    )
+    sent_at: datetime | None = Field(
+        description="When the latest attempt went to a provider that took it; null while "
+        "pending and when the provider refused it"
+    )
+    delivered_at: datetime | None = Field(description="First time it was delivered (or read)")
+    read_at: datetime | None
+    created_at: datetime = Field(description="When the campaign's expansion made the row")
     updated_at: datetime
 
 
@@ -67,7 +101,9 @@ class VariantResult(BaseModel):
     skipped: int
     cancelled: int
     pending: int
-    delivery_rate: float | None = Field(description="delivered / sent; null before any send")
+    delivery_rate: float | None = Field(
+        description="delivered / sent, rounded to 4 decimals (0.8333); null before any send"
+    )
 
 
 class AbTestResult(BaseModel):
@@ -78,52 +114,49 @@ class AbTestResult(BaseModel):
 async def calculate_goal(
     request: Request, campaign_id: str, account: Account, pool: Pool
 ) -> dict[str, Any]:
-    """Recipients the audience resolves to now, and the estimated cost on the first channel."""
+    """Recipients the audience resolves to now, without those every channel would skip, and
+    the estimated cost per channel, on a draft or a scheduled campaign."""
     current = await existing(pool, account, campaign_id)
-    if current["status"] != "draft" or current["spec"] is None:
-        raise not_draft(current)
+    if current["status"] not in EDITABLE or current["spec"] is None:
+        raise ApiError(
+            ErrorCode.CAMPAIGN_NOT_EDITABLE,
+            f"the campaign is {current['status']}; only a draft or a scheduled campaign has "
+            "a goal to calculate",
+            field="status",
+        )
     spec = parse_spec(current["spec"])
     await check_audience(pool, account, spec)
-    segment = None
-    if spec.segment_id:
-        rules = await drafts.segment_rules(pool, account, uuid.UUID(spec.segment_id))
-        segment = compile_rules(rules, first_param=8)
-    first = chain(spec.mode)[0]
-    goal = await drafts.goal(
-        pool,
-        account,
-        contact_ids=[u for u in (_maybe_uuid(v) for v in spec.contact_ids) if u],
-        list_ids=[uuid.UUID(v) for v in spec.audience_list_ids()],
-        tags=spec.tags,
-        destinations=spec.destinations,
-        channel=first.value,
-        failed_of=spec.failed_of,
-        segment=segment,
-    )
     config = config_of(request)
-    units = message_units(spec, await templates_of(pool, account, spec))
-    cost = estimate_cost(goal.recipients, units, config.unit_prices[first])
-    stamp = await drafts.save_goal(pool, account, campaign_id, goal.recipients, cost)
+    found = await estimate(pool, account, spec, await templates_of(pool, account, spec), config)
+    stamp = await drafts.save_goal(pool, account, campaign_id, found.goal.recipients, found.cost)
+    first = found.channels[0]
     return ok(
         request,
         {
-            "recipients": goal.recipients,
-            "cost": cost,
+            "recipients": found.goal.recipients,
+            "cost": found.cost,
+            "cost_max": found.cost_max,
             "currency": config.currency,
             "calculated_at": stamp,
-            "opted_out": goal.opted_out,
-            "units_per_message": units,
-            "unit_price": config.unit_prices[first],
-            "channel": first,
+            "skipped": found.skipped,
+            "opted_out": found.goal.opted_out,
+            "units_per_message": first.units_per_message,
+            "unit_price": first.unit_price,
+            "channel": first.channel,
+            "channels": [
+                {
+                    "channel": c.channel,
+                    "recipients": c.first,
+                    "reachable": c.reachable,
+                    "units_per_message": c.units_per_message,
+                    "unit_price": c.unit_price,
+                    "cost": c.cost,
+                    "cost_max": c.cost_max,
+                }
+                for c in found.channels
+            ],
         },
     )
-
-
-def _maybe_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 @router.get("/{campaign_id}/price", response_model=Envelope[GoalOut])
@@ -157,7 +190,8 @@ async def campaign_recipients(
     position = pagination.decode("recipients", paging.cursor, 1)
     # recipients.id is a PostgreSQL integer.
     after = 0 if position is None else pagination.serial(position[0], maximum=2**31 - 1)
-    rows = await drafts.recipients(
+    event = await drafts.sent_event(pool, account, current["id"]) or {}
+    rows = await recipients.page(
         pool,
         current["id"],
         status=status.value if status else None,
@@ -165,6 +199,13 @@ async def campaign_recipients(
         limit=paging.limit + 1,
     )
     items, cursor = pagination.split(rows, paging.limit, "recipients", lambda r: (r["id"],))
+    if status is not None:
+        total = await recipients.count(
+            pool, current["id"], status=status.value, up_to=MAX_TOTAL + 1
+        )
+    else:
+        # The pipeline's exact counter; a draft or a campaign not yet expanded has none.
+        total = current["total_recipients"] or 0
     out = [
         {
             "id": r["id"],
@@ -181,12 +222,33 @@ async def campaign_recipients(
             "provider_message_id": r["provider_message_id"],
             "error_code": r["error_code"],
             "error_description": r["error_description"],
+            "variables": variables_of(event, r),
             "sent_at": r["sent_at"],
+            "delivered_at": r["delivered_at"],
+            "read_at": r["read_at"],
+            "created_at": r["created_at"],
             "updated_at": r["updated_at"],
         }
         for r in items
     ]
-    return page(request, out, cursor)
+    return page(request, out, cursor, total=total)
+
+
+def variables_of(event: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, object]:
+    """What compose renders the recipient with (domain.compose: the first of contact id,
+    phone and email with recipient_variables wins)."""
+    per_recipient: Mapping[str, Mapping[str, object]] = event.get("recipient_variables") or {}
+    overrides: Mapping[str, object] = {}
+    for key in (row["contact_id"], row["phone"], row["email"]):
+        if key is not None and str(key) in per_recipient:
+            overrides = per_recipient[str(key)]
+            break
+    values = recipient_variables(
+        contact_fields=row["fields"],
+        variable_mappings=event.get("variable_mappings") or {},
+        overrides=overrides,
+    )
+    return {k: v for k, v in values.items() if v is not None}
 
 
 _OUTCOMES = ("recipients", "sent", "delivered", "read", "failed", "skipped", "cancelled", "pending")
@@ -212,6 +274,10 @@ async def ab_test_results(
     for i, (name, weight) in enumerate(arms):
         row = counted.get(i, {})
         outcome = {k: row.get(k, 0) for k in _OUTCOMES}
-        rate = outcome["delivered"] / outcome["sent"] if outcome["sent"] else None
+        rate = (
+            round(outcome["delivered"] / outcome["sent"], RATE_DECIMALS)
+            if outcome["sent"]
+            else None
+        )
         results.append({"name": name, "weight": weight, **outcome, "delivery_rate": rate})
     return ok(request, {"variants": results})

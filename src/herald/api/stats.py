@@ -31,21 +31,41 @@ class ChannelStats(BaseModel):
     failed: int
 
 
+class RecipientTotals(BaseModel):
+    """Each recipient counted once, at its outcome: one whose SMS failed and whose WhatsApp
+    fallback was delivered is one `sent` and one `delivered`, not `failed`."""
+
+    total: int
+    sent: int = Field(description="Recipients a provider accepted a message for")
+    delivered: int
+    read: int
+    failed: int = Field(description="Recipients whose every channel failed")
+    skipped: int
+    cancelled: int
+    delivery_rate: float | None = Field(description="delivered / sent recipients, 0 to 1")
+
+
 class AccountStats(BaseModel):
+    """The Orbit `total_*` message figures count messages (send attempts), so each equals the
+    sum of that figure over `channels`; `recipients` counts the same campaigns per recipient."""
+
     total_campaigns: int
     active_campaigns: int
-    total_recipients: int
-    total_messages_sent: int
-    total_delivered: int
-    total_read: int
-    total_failed: int
-    total_skipped: int
-    total_cancelled: int
-    delivery_rate: float | None = Field(description="delivered / sent, 0 to 1")
-    channels: dict[str, ChannelStats]
+    total_recipients: int = Field(description="Recipients (equals recipients.total)")
+    total_messages_sent: int = Field(description="Messages sent: sum of channels.*.sent")
+    total_delivered: int = Field(description="Messages delivered: sum of channels.*.delivered")
+    total_read: int = Field(description="Messages read: sum of channels.*.read")
+    total_failed: int = Field(description="Messages failed: sum of channels.*.failed")
+    total_skipped: int = Field(description="Recipients skipped (no message is made for them)")
+    total_cancelled: int = Field(description="Recipients cancelled before their message")
+    delivery_rate: float | None = Field(description="delivered / sent messages, 0 to 1")
+    channels: dict[str, ChannelStats] = Field(description="Messages per channel")
+    recipients: RecipientTotals
 
 
 class CampaignStats(BaseModel):
+    """`sent` .. `pending` count recipients; `channels` and `messages` count messages."""
+
     campaign_id: str
     status: str
     total_recipients: int
@@ -56,8 +76,9 @@ class CampaignStats(BaseModel):
     skipped: int
     cancelled: int
     pending: int
-    delivery_rate: float | None
-    channels: dict[str, ChannelStats]
+    delivery_rate: float | None = Field(description="delivered / sent recipients, 0 to 1")
+    channels: dict[str, ChannelStats] = Field(description="Messages per channel")
+    messages: ChannelStats = Field(description="Messages on all channels: sum of channels")
 
 
 class Bucket(BaseModel):
@@ -74,10 +95,11 @@ def _rate(delivered: int, sent: int) -> float | None:
     return round(delivered / sent, 4) if sent else None
 
 
+_FIGURES = ("sent", "delivered", "read", "failed")
+
+
 def _channels(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    return {
-        r["channel"]: {k: int(r[k]) for k in ("sent", "delivered", "read", "failed")} for r in rows
-    }
+    return {r["channel"]: {k: int(r[k]) for k in _FIGURES} for r in rows}
 
 
 def _start(value: date | None) -> datetime | None:
@@ -109,14 +131,37 @@ async def account_stats(
         end=_end(end_date),
         sending_modes=modes_filter(sending_mode, channel),
     )
-    totals = await stats.summary(pool, account, window)
+    totals = {k: int(v) for k, v in (await stats.summary(pool, account, window)).items()}
     by_channel = _channels(await stats.channels(pool, account, window))
     if channel is not None:
         by_channel = {k: v for k, v in by_channel.items() if k == channel.value}
+    # The totals are the channels' sums, so the two can never disagree (issue 16, item 7).
+    messages = {k: sum(c[k] for c in by_channel.values()) for k in _FIGURES}
+    recipients = {
+        "total": totals["total_recipients"],
+        "sent": totals["total_messages_sent"],
+        "delivered": totals["total_delivered"],
+        "read": totals["total_read"],
+        "failed": totals["total_failed"],
+        "skipped": totals["total_skipped"],
+        "cancelled": totals["total_cancelled"],
+    }
     data = {
-        **{k: int(v) for k, v in totals.items()},
-        "delivery_rate": _rate(int(totals["total_delivered"]), int(totals["total_messages_sent"])),
+        "total_campaigns": totals["total_campaigns"],
+        "active_campaigns": totals["active_campaigns"],
+        "total_recipients": recipients["total"],
+        "total_messages_sent": messages["sent"],
+        "total_delivered": messages["delivered"],
+        "total_read": messages["read"],
+        "total_failed": messages["failed"],
+        "total_skipped": recipients["skipped"],
+        "total_cancelled": recipients["cancelled"],
+        "delivery_rate": _rate(messages["delivered"], messages["sent"]),
         "channels": by_channel,
+        "recipients": {
+            **recipients,
+            "delivery_rate": _rate(recipients["delivered"], recipients["sent"]),
+        },
     }
     return ok(request, data)
 
@@ -205,6 +250,7 @@ async def campaign_stats(
     counters = {
         k: row[k] or 0 for k in ("sent", "delivered", "read", "failed", "skipped", "cancelled")
     }
+    by_channel = _channels(await stats.campaign_channels(pool, row["id"]))
     data = {
         "campaign_id": row["id"],
         "status": row["status"],
@@ -212,7 +258,8 @@ async def campaign_stats(
         **counters,
         "pending": max(0, total - (row["final"] or 0)),
         "delivery_rate": _rate(counters["delivered"], counters["sent"]),
-        "channels": _channels(await stats.campaign_channels(pool, row["id"])),
+        "channels": by_channel,
+        "messages": {k: sum(c[k] for c in by_channel.values()) for k in _FIGURES},
     }
     return ok(request, data)
 

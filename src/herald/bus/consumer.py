@@ -2,8 +2,15 @@
 and a graceful drain on stop.
 
 A handler gets one partition's records and returns True when all of them are durable; only
-then is the offset committed. A handler that returns False (it saw the stop event) leaves the
-offset where it was, so the records come back after a restart or a rebalance and are resumed.
+then is the offset committed. A handler that returns False (it saw the stop event, or its
+partition was revoked) leaves the offset where it was, so the records come back after a
+restart or a rebalance and are resumed.
+
+A rebalance hands partitions over only once their handlers have stopped: the rebalance
+listener marks the revoked partitions' runs (a handler sees it through `revoked()`), waits for
+those handlers to return and commit, then lets the group rejoin. aiokafka awaits the listener
+before it sends JoinGroup, and the group gives nobody the partitions before every member has
+rejoined, so the old and the new owner never work on a partition at the same time.
 
 A broker outage never ends the loop: the consumer waits for the broker at start (within
 HERALD_STARTUP_TIMEOUT_S), a poll, commit or handler that fails on it is retried after a
@@ -16,13 +23,20 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import anyio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 
 from herald import metrics, retry
 from herald.bus import client
@@ -43,10 +57,79 @@ MAX_HANDLER_FAILURES = 3
 # jitter keeps many consumers from retrying a recovering database in step.
 RETRY: Final = retry.Backoff(first_s=0.4, cap_s=5.0, jitter=1.0)
 
+# The group waits this much longer for a member to rejoin than the member's listener waits for
+# its handlers, so a member that drained in time is never dropped from the group.
+REJOIN_MARGIN_S: Final = 5.0
+
 
 # Dead letters a handler asks for while the consumer runs it: held until that run succeeds,
 # dropped if it fails, so a record is dead-lettered once however often its batch is retried.
 _held: ContextVar[list[tuple[ConsumerRecord, str]] | None] = ContextVar("held", default=None)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One handler run on one partition: `revoked` is set when the partition is taken away,
+    `done` once the run has returned and committed (or released) its records."""
+
+    revoked: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+_run: ContextVar[_Run | None] = ContextVar("run", default=None)
+
+
+def revoked() -> anyio.Event:
+    """Set once the partition the calling handler works on is revoked by a rebalance: the
+    handler should start nothing new, finish what is in flight and return False (the records
+    it did not finish go to the partition's next owner). Outside a consumer run, an event
+    that is never set."""
+    run = _run.get()
+    return run.revoked if run is not None else anyio.Event()
+
+
+class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Revoked partitions move only after their handlers stopped and committed, or after
+    wait_s: aiokafka awaits on_partitions_revoked before the member rejoins the group, and the
+    group assigns nothing before every member has rejoined (or the rebalance timeout, which
+    is longer than wait_s, has passed)."""
+
+    def __init__(self, runs: dict[TopicPartition, _Run], wait_s: float) -> None:
+        self.runs = runs
+        self.wait_s = wait_s
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        leaving = {tp: run for tp, run in self.runs.items() if tp in revoked}
+        if not leaving:
+            return
+        for run in leaving.values():
+            run.revoked.set()
+        started = time.monotonic()
+        with anyio.move_on_after(self.wait_s):
+            for run in leaving.values():
+                await run.done.wait()
+        still = sorted(str(tp) for tp, run in leaving.items() if not run.done.is_set())
+        if still:
+            log.warning(
+                "partitions %s handed over with their handlers still running after %.1f s",
+                ", ".join(still),
+                self.wait_s,
+                extra={"event": "revoke_timed_out"},
+            )
+        else:
+            log.info(
+                "handlers of %d revoked partitions stopped in %.2f s",
+                len(leaving),
+                time.monotonic() - started,
+                extra={"event": "partitions_released"},
+            )
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        log.info(
+            "partitions assigned: %s",
+            ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)) or "none",
+            extra={"event": "partitions_assigned"},
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,20 +191,32 @@ async def consume(
     ready: anyio.Event | None = None,
 ) -> None:
     kwargs = client.connection_kwargs(settings)
+    runs: dict[TopicPartition, _Run] = {}
+    # A revoked partition's handler gets the grace a drain gives in-flight work; the group
+    # waits that long, and a margin, for this member to rejoin.
+    handover = _Handover(runs, wait_s=settings.drain_timeout_s)
+    rebalance_timeout_ms = max(
+        settings.kafka_session_timeout_ms,
+        int((settings.drain_timeout_s + REJOIN_MARGIN_S) * 1000),
+    )
 
     async def start() -> AIOKafkaConsumer:
         # A consumer starts once (aiokafka refuses a second start): a new one per attempt.
         consumer = AIOKafkaConsumer(
-            settings.topic(topic),
             **kwargs,
             group_id=settings.topic(group_id),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_interval_ms=300_000,
             session_timeout_ms=settings.kafka_session_timeout_ms,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            # A JoinGroup waits up to the rebalance timeout at the broker (aiokafka, unlike
+            # the Java client, does not lengthen its request timeout for it).
+            request_timeout_ms=max(40_000, rebalance_timeout_ms + 5_000),
             heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 10),
             fetch_max_wait_ms=100,
         )
+        consumer.subscribe([settings.topic(topic)], listener=handover)
         try:
             await consumer.start()
         except BaseException:
@@ -138,7 +233,6 @@ async def consume(
     )
     if ready is not None:
         ready.set()
-    busy: set[TopicPartition] = set()
     failures = 0
     try:
         async with anyio.create_task_group() as tg:
@@ -154,13 +248,13 @@ async def consume(
                     continue
                 failures = 0
                 for tp, records in batches.items():
-                    if tp in busy:
+                    if tp in runs:
                         # Reassigned to us while still being handled: read again afterwards.
                         consumer.seek(tp, records[0].offset)
                         continue
                     consumer.pause(tp)
-                    busy.add(tp)
-                    tg.start_soon(_process, consumer, tp, records, handler, dead_letter, stop, busy)
+                    runs[tp] = _Run()
+                    tg.start_soon(_process, consumer, tp, records, handler, dead_letter, stop, runs)
     finally:
         await close(consumer, settings.shutdown_flush_timeout_s * CLOSE_SHARE)
 
@@ -229,8 +323,10 @@ async def _process(
     handler: Handler,
     dead_letter: DeadLetter,
     stop: anyio.Event,
-    busy: set[TopicPartition],
+    runs: dict[TopicPartition, _Run],
 ) -> None:
+    run = runs[tp]
+    _run.set(run)
     try:
         try:
             done = await _handle(tp, records, handler, dead_letter, stop)
@@ -261,7 +357,9 @@ async def _process(
                 extra={"event": "commit_failed", "error": type(exc).__name__},
             )
     finally:
-        busy.discard(tp)
+        if runs.get(tp) is run:
+            del runs[tp]
+        run.done.set()
         if tp in consumer.assignment():
             consumer.resume(tp)
 
@@ -322,7 +420,20 @@ async def _handle(
                 if not await _handle(tp, [record], handler, dead_letter, stop):
                     return False
             return True
-        with anyio.move_on_after(retry.delay_s(RETRY, rounds, random.uniform(0, 1))):
-            await stop.wait()
-        if stop.is_set():
+        lost = revoked()
+        await _sleep_until(retry.delay_s(RETRY, rounds, random.uniform(0, 1)), stop, lost)
+        if stop.is_set() or lost.is_set():
             return False
+
+
+async def _sleep_until(delay_s: float, *events: anyio.Event) -> None:
+    """Sleep delay_s, or until one of the events is set."""
+
+    async def wait(event: anyio.Event, scope: anyio.CancelScope) -> None:
+        await event.wait()
+        scope.cancel()
+
+    with anyio.move_on_after(delay_s):
+        async with anyio.create_task_group() as tg:
+            for event in events:
+                tg.start_soon(wait, event, tg.cancel_scope)

@@ -131,6 +131,8 @@ class CampaignConfirmed:
     # Per channel of the chain: its own window and success status (domain/fallback.py).
     fallback: tuple[FallbackStep, ...] = ()
     variants: tuple[Variant, ...] = ()
+    # Per channel: the provider account (provider_accounts.id) the campaign chose to send by.
+    provider_accounts: Mapping[Channel, str] = field(default_factory=dict)
 
     @property
     def channels(self) -> tuple[Channel, ...]:
@@ -203,8 +205,21 @@ def parse_campaign_confirmed(raw: object) -> CampaignConfirmed:
         ),
         fallback=_fallback(raw.get("fallback"), chain(mode)),
         variants=_variants(raw.get("variants"), chain(mode)),
+        provider_accounts=_provider_accounts(raw, chain(mode)),
     )
     return event
+
+
+def _provider_accounts(raw: Mapping[str, Any], channels: tuple[Channel, ...]) -> dict[Channel, str]:
+    chosen = _str_map(raw, "provider_accounts")
+    found: dict[Channel, str] = {}
+    for name, ident in chosen.items():
+        if name not in {c.value for c in channels}:
+            raise EventError(f"provider_accounts.{name}", "must be a channel of the chain")
+        if not ident or len(ident) > MAX_ID_LENGTH:
+            raise EventError(f"provider_accounts.{name}", "must be a provider account id")
+        found[Channel(name)] = ident
+    return found
 
 
 def _fallback(raw: object, channels: tuple[Channel, ...]) -> tuple[FallbackStep, ...]:

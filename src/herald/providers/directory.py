@@ -95,6 +95,20 @@ class Directory:
         self._built[row.id] = provider
         return provider
 
+    def chosen(
+        self, providers: Mapping[Channel, list[Provider]], choice: Mapping[Channel, str]
+    ) -> dict[Channel, list[Provider]]:
+        """The account's providers with a campaign's own choice per channel (provider account
+        ids, checked at confirm to be the account's): that channel sends by it alone, so the
+        sender the campaign named is the one recipients see. A choice that is no longer usable
+        (disabled or broken since) leaves the channel's usual order."""
+        routed = dict(providers)
+        for channel, ident in choice.items():
+            provider = self._built.get(ident)
+            if provider is not None and provider in providers.get(channel, ()):
+                routed[channel] = [provider]
+        return routed
+
     def by_label(self, label: str, channel: Channel) -> Provider | None:
         """The provider an attempt names (its label), else the channel's default."""
         for provider in self._built.values():

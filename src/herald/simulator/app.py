@@ -45,6 +45,8 @@ DEV_RBM_CLIENT_TOKEN: Final = "herald-dev-rbm-client-token"
 DEV_VIBER_TOKEN: Final = "herald-dev-viber-token"
 
 PATH_STATS: Final = "/_simulator/stats"
+# [[unix time, destination], ...] of the SMS send requests that reached the Twilio endpoint.
+PATH_ARRIVALS: Final = "/_simulator/arrivals"
 # Where WhatsApp, RBM and Viber callbacks go, under callback_base_url (Twilio: StatusCallback).
 CALLBACK_PATHS: Final[Mapping[Channel, str]] = {
     Channel.WHATSAPP: whatsapp.CALLBACK_PATH,
@@ -163,6 +165,7 @@ class Simulator:
         app.router.add_post(viber.USERS_PATH, self._viber.users_post)
         app.router.add_delete(viber.USER_PATH, self._viber.user_delete)
         app.router.add_get(PATH_STATS, self._stats)
+        app.router.add_get(PATH_ARRIVALS, self._arrivals)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         try:
@@ -210,3 +213,6 @@ class Simulator:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return json_response(self.stats.as_json())
+
+    async def _arrivals(self, request: web.Request) -> web.Response:
+        return json_response({"arrivals": list(self._desk.arrivals)})

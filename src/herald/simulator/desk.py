@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,9 @@ from herald.simulator.callbacks import Chain, Dispatcher, Encoder, Step, Track
 from herald.simulator.outcomes import is_slow
 from herald.simulator.stats import SimulatorStats
 
+# Send requests whose arrival is kept for GET /_simulator/arrivals (the oldest go first).
+ARRIVALS_KEPT = 200_000
+
 
 class Desk:
     def __init__(
@@ -47,6 +51,11 @@ class Desk:
         # Accepted sends per destination number (E.164), every channel together.
         self.sent_to: collections.Counter[str] = collections.Counter()
         self.faults: collections.deque[int] = collections.deque()
+        # (wall-clock time, destination) of each send request, as it arrived: a sender's rate
+        # as the provider sees it.
+        self.arrivals: collections.deque[tuple[float, str]] = collections.deque(
+            maxlen=ARRIVALS_KEPT
+        )
         self.release = asyncio.Event()  # set on stop: timed-out sends answer and finish
         self._dispatcher = dispatcher
         self._callback_delay_s = callback_delay_s
@@ -57,6 +66,9 @@ class Desk:
         """Count the request; the HTTP status the fault hook injects into it, if any."""
         self.stats.channel(channel).requests += 1
         return self.faults.popleft() if self.faults else None
+
+    def arrived(self, to: str) -> None:
+        self.arrivals.append((time.time(), to))
 
     def note_duplicate(self, channel: Channel, message_id: str) -> None:
         if message_id and message_id in self._accepted_ids[channel]:

@@ -190,6 +190,7 @@ class TwilioDesk:
         form = await request.post()
         fields = {key: value for key, value in form.items() if isinstance(value, str)}
         to = fields.get("To", "")
+        desk.arrived(to)
         sender = fields.get("From", "")
         body = fields.get("Body", "")
         callback_url = fields.get("StatusCallback", "")

@@ -22,6 +22,7 @@ class ApiKey:
     account_id: str
     name: str
     prefix: str
+    admin: bool  # may change the account's settings, and make admin keys
     created_at: datetime
     revoked_at: datetime | None
 
@@ -40,6 +41,7 @@ def _key(row: asyncpg.Record) -> ApiKey:
         account_id=row["account_id"],
         name=row["name"],
         prefix=row["prefix"],
+        admin=row["admin"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
@@ -50,27 +52,42 @@ async def account_for(pool: asyncpg.Pool, key: str) -> str | None:
     return account
 
 
+async def is_admin(pool: asyncpg.Pool, key: str) -> bool:
+    """Whether `key` is a live admin key."""
+    admin: bool = await pool.fetchval(sql("api_keys", "is_admin"), digest(key))
+    return admin
+
+
 async def ensure_account(pool: asyncpg.Pool, account_id: str, name: str) -> None:
     await pool.execute(sql("api_keys", "ensure_account"), account_id, name)
 
 
-async def add(pool: asyncpg.Pool, account_id: str, key: str, name: str = "") -> ApiKey | None:
+async def add(
+    pool: asyncpg.Pool, account_id: str, key: str, name: str = "", *, admin: bool = False
+) -> ApiKey | None:
     """Stores a key for an account; None when that key already exists (for any account)."""
     row = await pool.fetchrow(
-        sql("api_keys", "insert"), account_id, name, digest(key), key[:_SHOWN_PREFIX_CHARS]
+        sql("api_keys", "insert"), account_id, name, digest(key), key[:_SHOWN_PREFIX_CHARS], admin
     )
     return None if row is None else _key(row)
 
 
-async def create(pool: asyncpg.Pool, account_id: str, name: str = "") -> tuple[str, ApiKey]:
+async def create(
+    pool: asyncpg.Pool, account_id: str, name: str = "", *, admin: bool = False
+) -> tuple[str, ApiKey]:
     """A new random key for an account: (the key, shown once, and its stored record)."""
-    created = await create_capped(pool, account_id, name, max_keys=None)
+    created = await create_capped(pool, account_id, name, max_keys=None, admin=admin)
     assert created is not None
     return created
 
 
 async def create_capped(
-    pool: asyncpg.Pool, account_id: str, name: str = "", *, max_keys: int | None
+    pool: asyncpg.Pool,
+    account_id: str,
+    name: str = "",
+    *,
+    max_keys: int | None,
+    admin: bool = False,
 ) -> tuple[str, ApiKey] | None:
     """create(), unless the account already holds `max_keys` live keys (then None)."""
     key = new_key()
@@ -81,7 +98,12 @@ async def create_capped(
             if live >= max_keys:
                 return None
         row = await conn.fetchrow(
-            sql("api_keys", "insert"), account_id, name, digest(key), key[:_SHOWN_PREFIX_CHARS]
+            sql("api_keys", "insert"),
+            account_id,
+            name,
+            digest(key),
+            key[:_SHOWN_PREFIX_CHARS],
+            admin,
         )
     assert row is not None  # 256 random bits do not collide
     return key, _key(row)

@@ -1,4 +1,5 @@
-"""Campaigns: dedup on receipt, set-based audience expansion, batches, exact counters."""
+"""Campaigns: dedup on receipt, set-based audience expansion, batches, exact counters, and
+the one writer of a campaign's status (`transition`, guarded by domain/campaign's table)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from herald.domain.campaign import CampaignStatus, Command, ending, move
 from herald.domain.channels import Channel
 from herald.domain.events import CampaignConfirmed, variant_starts
 from herald.domain.phone import canonical
@@ -35,9 +37,16 @@ class Counters:
 
 
 async def insert(
-    pool: asyncpg.Pool | asyncpg.Connection, event: CampaignConfirmed, raw: Mapping[str, Any]
+    pool: asyncpg.Pool | asyncpg.Connection,
+    event: CampaignConfirmed,
+    raw: Mapping[str, Any],
+    *,
+    status: CampaignStatus = CampaignStatus.SCHEDULED,
 ) -> bool:
-    """False when the campaign id was seen before (campaign.confirmed is deduplicated)."""
+    """False when the campaign id was seen before (campaign.confirmed is deduplicated).
+    `status` is sending for a campaign the API starts at once (domain/campaign CONFIRM)."""
+    if status not in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING):
+        raise ValueError(f"a campaign starts scheduled or sending, not {status}")
     inserted = await pool.fetchval(
         sql("campaigns", "insert"),
         event.campaign_id,
@@ -49,6 +58,7 @@ async def insert(
         event.batch_size,
         event.batch_delay_ms,
         event.fallback_window_s,
+        status.value,
     )
     return inserted is not None
 
@@ -92,8 +102,13 @@ async def get(conn: asyncpg.Pool | asyncpg.Connection, campaign_id: str) -> asyn
 
 
 async def claim_due(conn: asyncpg.Connection) -> asyncpg.Record | None:
-    """Must run inside a transaction; the row stays locked until it ends."""
-    row: asyncpg.Record | None = await conn.fetchrow(sql("campaigns", "claim_due"))
+    """A campaign to expand: started (sending) or scheduled and due. Must run inside a
+    transaction; the row stays locked until it ends."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        sql("campaigns", "claim_due"),
+        [s.value for s in move(Command.START)[0]],
+        [s.value for s in move(Command.EXPAND)[0]],
+    )
     return row
 
 
@@ -107,8 +122,29 @@ def address_key(channels: Sequence[str]) -> str:
     return "(CASE WHEN c.phone ~ '^\\+[0-9]{7,15}$' THEN c.phone END)"
 
 
+def audience_query(query: str, channels: Sequence[str], segment: Compiled) -> str:
+    """`query` (a block with {audience}) over the campaign's audience (queries/campaigns.sql
+    `audience`, parameters $1-$6), deduplicated on the channels' address, with the segment's
+    condition compiled after the caller's own parameters."""
+    audience = sql("campaigns", "audience").replace("{segment_condition}", segment.sql)
+    return query.replace("{audience}", audience.replace("{address}", address_key(channels)))
+
+
+def audience_params(account_id: str, audience: Any) -> list[Any]:
+    """$1-$6 of the audience block for an event's or a draft's audience."""
+    return [
+        account_id,
+        list(_uuids(audience.contact_ids)),
+        list(_uuids(audience.list_ids)),
+        list(audience.tags),
+        [canonical(d) for d in audience.destinations],
+        audience.failed_of,
+    ]
+
+
 async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
-    """Recipient rows and batches for the whole audience, in the caller's transaction."""
+    """Recipient rows and batches for the whole audience, in the caller's transaction; a
+    scheduled campaign is started, and one with nobody to send to ends at once."""
     audience = event.audience
     segment = Compiled(sql="FALSE", params=())
     if audience.segment_id:
@@ -116,16 +152,10 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
             conn, event.account_id, audience.segment_id, first_param=9
         )
     await conn.execute(sql("campaigns", "expansion_memory"))
-    query = sql("campaigns", "expand_recipients").replace("{segment_condition}", segment.sql)
     status = await conn.execute(
-        query.replace("{address}", address_key(event.channels)),
+        audience_query(sql("campaigns", "expand_recipients"), event.channels, segment),
+        *audience_params(event.account_id, audience),
         event.campaign_id,
-        event.account_id,
-        list(_uuids(audience.contact_ids)),
-        list(_uuids(audience.list_ids)),
-        list(audience.tags),
-        [canonical(d) for d in audience.destinations],
-        audience.failed_of,
         variant_starts(event.variants),
         *segment.params,
     )
@@ -138,7 +168,10 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
             total,
             event.batch_delay_ms,
         )
+    await transition(conn, Command.START, [event.campaign_id])
     await conn.execute(sql("campaigns", "mark_expanded"), event.campaign_id, total)
+    if not total:
+        await finish(conn, [event.campaign_id])
     return total
 
 
@@ -234,9 +267,26 @@ async def apply_channel_counters(
         )
 
 
-async def complete_finished(conn: asyncpg.Connection, campaign_ids: Sequence[str]) -> list[str]:
-    rows = await conn.fetch(sql("campaigns", "complete_finished"), list(campaign_ids))
-    return [r["id"] for r in rows]
+async def finish(conn: asyncpg.Connection, campaign_ids: Sequence[str]) -> dict[str, str]:
+    """Ends every campaign of `campaign_ids` whose recipients are all final (completed or
+    failed, domain/campaign.ending); in the caller's transaction. Campaign id -> its end."""
+    rows = await conn.fetch(
+        sql("campaigns", "finishing"),
+        list(campaign_ids),
+        [s.value for s in {*move(Command.COMPLETE)[0], *move(Command.FAIL)[0]}],
+    )
+    by_command: dict[Command, list[str]] = {}
+    for r in rows:
+        command = ending(
+            total=r["total_recipients"], final=r["final"], accepted=r["sent"], failed=r["failed"]
+        )
+        if command is not None:
+            by_command.setdefault(command, []).append(r["id"])
+    ended: dict[str, str] = {}
+    for command, ids in by_command.items():
+        for cid in await transition(conn, command, ids):
+            ended[cid] = move(command)[1].value
+    return ended
 
 
 async def sending_modes(
@@ -253,25 +303,43 @@ async def status_of(pool: asyncpg.Pool, campaign_id: str) -> str | None:
     return status
 
 
-async def set_status(
-    pool: asyncpg.Pool,
-    account_id: str,
-    campaign_id: str,
-    status: str,
+async def transition(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    command: Command,
+    campaign_ids: Sequence[str],
     *,
-    allowed_from: Sequence[str],
+    account_id: str | None = None,
     pause_reason: str | None = None,
-) -> bool:
-    """False when the account has no such campaign in one of the allowed states."""
-    row = await pool.fetchval(
-        sql("campaigns", "set_status"),
-        campaign_id,
-        status,
-        pause_reason,
-        list(allowed_from),
+) -> list[str]:
+    """The one writer of a campaign's status: moves each of `campaign_ids` (of `account_id`,
+    when given) that is in a status `command` is allowed from (domain/campaign's table) to
+    where it leads. Returns the ids it moved."""
+    sources, to = move(command)
+    rows = await conn.fetch(
+        sql("campaigns", "transition"),
+        list(campaign_ids),
         account_id,
+        to.value,
+        [s.value for s in sources],
+        pause_reason,
     )
-    return row is not None
+    return [r["id"] for r in rows]
+
+
+async def resume(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> bool:
+    """Paused -> sending; one whose recipients are all final meanwhile ends at once."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await transition(conn, Command.RESUME, [campaign_id], account_id=account_id):
+            return False
+        await finish(conn, [campaign_id])
+    return True
+
+
+async def cancel_unsent(pool: asyncpg.Pool, campaign_id: str) -> int:
+    """Marks a cancelled campaign's recipients in batches not yet due cancelled at once (with
+    their counters); those a worker may hold it cancels itself. The number marked."""
+    row = await pool.fetchrow(sql("campaigns", "cancel_unsent"), campaign_id)
+    return 0 if row is None else int(row["cancelled"])
 
 
 async def count_by_status(pool: asyncpg.Pool) -> dict[str, int]:

@@ -97,6 +97,25 @@ async def page(
     return [dict(r) for r in await pool.fetch(sql("contacts_api", name), *args)]
 
 
+async def count(
+    pool: Conn,
+    account_id: str,
+    *,
+    lifecycle_stage: str | None,
+    tag: str | None,
+    tsquery: str | None,
+    up_to: int,
+) -> int:
+    """How many contacts `page` pages through with these filters, counting up to `up_to`."""
+    args: list[Any] = [account_id, lifecycle_stage, tag, up_to]
+    name = "count"
+    if tsquery is not None:
+        name = "count_search"
+        args.append(tsquery)
+    found: int = await pool.fetchval(sql("contacts_api", name), *args)
+    return found
+
+
 async def update(
     pool: asyncpg.Pool, account_id: str, contact_id: uuid.UUID, changes: Mapping[str, Any]
 ) -> Row | None:
@@ -212,6 +231,15 @@ async def activity(
         sql("contacts_api", "activity"), account_id, contact_id, after[0], after[1], limit
     )
     return [dict(r) for r in rows]
+
+
+async def reach(
+    pool: Conn, account_id: str, contact_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Row]:
+    """The account's contacts among `contact_ids`, each with `phone`, `email` and `viber`
+    flags: whether it has that address."""
+    rows = await pool.fetch(sql("contacts_api", "reach"), account_id, list(contact_ids))
+    return {r["id"]: dict(r) for r in rows}
 
 
 async def copy_contacts(conn: asyncpg.Connection, records: Sequence[tuple[Any, ...]]) -> None:

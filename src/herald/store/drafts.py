@@ -16,6 +16,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from herald.domain.campaign import CampaignStatus, Command, Transition, apply, move
+from herald.domain.events import parse_campaign_confirmed
 from herald.domain.phone import canonical
 from herald.domain.segments import Compiled
 from herald.store import campaigns, outbox
@@ -66,8 +68,13 @@ async def lock_draft(conn: asyncpg.Connection, account_id: str, campaign_id: str
     return None if row is None else dict(row)
 
 
-async def update(conn: Conn, account_id: str, campaign_id: str, d: Draft) -> bool:
-    found = await conn.fetchval(sql("drafts", "update"), account_id, campaign_id, *_fields(d))
+async def update(
+    conn: Conn, account_id: str, campaign_id: str, d: Draft, *, keep_goal: bool = False
+) -> bool:
+    """False when it is no longer a draft. The goal is cleared unless `keep_goal`."""
+    found = await conn.fetchval(
+        sql("drafts", "update"), account_id, campaign_id, *_fields(d), keep_goal
+    )
     return found is not None
 
 
@@ -108,14 +115,25 @@ async def lists_owned(conn: Conn, account_id: str, list_ids: Sequence[uuid.UUID]
     return {r["id"] for r in rows}
 
 
+async def provider_accounts_owned(
+    conn: Conn, account_id: str, ids: Sequence[uuid.UUID]
+) -> dict[str, str]:
+    """Of `ids`, the account's own enabled provider accounts: id to channel."""
+    rows = await conn.fetch(sql("drafts", "provider_accounts_owned"), account_id, list(ids))
+    return {r["id"]: r["channel"] for r in rows}
+
+
 async def segment_rules(conn: Conn, account_id: str, segment_id: uuid.UUID) -> Any | None:
     return await conn.fetchval(sql("drafts", "segment_rules"), account_id, segment_id)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Goal:
-    recipients: int
-    opted_out: int
+    audience: int  # the rows expansion would create
+    recipients: int  # of those, the ones some channel can reach (the others are skipped)
+    opted_out: int  # audience rows opted out of the first channel
+    first: Mapping[str, int]  # per channel: recipients whose first sendable channel it is
+    reachable: Mapping[str, int]  # per channel: recipients it can reach (fallback included)
 
 
 async def goal(
@@ -126,26 +144,37 @@ async def goal(
     list_ids: Sequence[uuid.UUID],
     tags: Sequence[str],
     destinations: Sequence[str],
-    channel: str,
+    channels: Sequence[str],
+    address_channels: Sequence[str],
     failed_of: str | None,
     segment: Compiled | None,
 ) -> Goal:
-    """Counts what expansion would create; `segment` must be compiled from parameter $8."""
-    query = sql("drafts", "goal").replace("{segment}", segment.sql if segment else "FALSE")
-    query = query.replace("{address}", campaigns.address_key([channel]))
+    """Counts what expansion would create (the same audience query, deduplicated on
+    `address_channels`, the whole chain) and who of it `channels` (the chain's sendable
+    channels, in order) can reach; `segment` must be compiled from parameter $8."""
+    no_segment = Compiled(sql="FALSE", params=())
+    query = campaigns.audience_query(
+        sql("drafts", "goal"), list(address_channels), segment or no_segment
+    )
     row = await conn.fetchrow(
         query,
         account_id,
-        list(contact_ids),
-        list(list_ids),
+        [str(c) for c in contact_ids],
+        [str(i) for i in list_ids],
         list(tags),
         [canonical(d) for d in destinations],
-        channel,
         failed_of,
+        list(channels),
         *(segment.params if segment else ()),
     )
     assert row is not None
-    return Goal(recipients=row["recipients"], opted_out=row["opted_out"])
+    return Goal(
+        audience=row["audience"],
+        recipients=row["recipients"],
+        opted_out=row["opted_out"],
+        first=dict(zip(channels, row["first"] or [], strict=True)),
+        reachable=dict(zip(channels, row["reachable"] or [], strict=True)),
+    )
 
 
 async def save_goal(
@@ -157,6 +186,12 @@ async def save_goal(
     return stamp
 
 
+@dataclass(frozen=True)
+class Confirmed:
+    confirmed_at: datetime
+    status: CampaignStatus  # sending (it starts now) or scheduled
+
+
 async def confirm(
     conn: asyncpg.Connection,
     account_id: str,
@@ -164,47 +199,59 @@ async def confirm(
     *,
     event: Mapping[str, Any],
     topic: str,
-) -> datetime | None:
-    """Marks the draft confirmed and writes the event to the outbox; call in a transaction."""
+) -> Confirmed | None:
+    """Marks the draft confirmed, creates its pipeline row (sending when it has no time or
+    its time has come, so pause, resume and cancel work from this moment) and writes the
+    event to the outbox (the scheduler's receipt of it is then a replay that wakes it). None
+    when it is no longer a draft or its id is taken. Call in a transaction."""
     stamp: datetime | None = await conn.fetchval(
         sql("drafts", "mark_confirmed"), account_id, campaign_id, dict(event)
     )
-    if stamp is not None:
-        await outbox.insert(conn, topic, account_id, event)
-    return stamp
+    if stamp is None:
+        return None
+    parsed = parse_campaign_confirmed(event)
+    due = parsed.scheduled_at is None or parsed.scheduled_at <= await database_now(conn)
+    decided = apply(CampaignStatus.DRAFT, Command.CONFIRM if due else Command.SCHEDULE)
+    assert isinstance(decided, Transition)
+    if not await campaigns.insert(conn, parsed, event, status=decided.to):
+        return None
+    await outbox.insert(conn, topic, account_id, event)
+    return Confirmed(confirmed_at=stamp, status=decided.to)
 
 
 async def pause(pool: asyncpg.Pool, account_id: str, campaign_id: str, reason: str | None) -> bool:
-    return await campaigns.set_status(
-        pool, account_id, campaign_id, "paused", allowed_from=("sending",), pause_reason=reason
+    moved = await campaigns.transition(
+        pool, Command.PAUSE, [campaign_id], account_id=account_id, pause_reason=reason
     )
+    return bool(moved)
 
 
 async def resume(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> bool:
-    return await campaigns.set_status(
-        pool, account_id, campaign_id, "sending", allowed_from=("paused",)
+    return await campaigns.resume(pool, account_id, campaign_id)
+
+
+async def start_now(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> bool:
+    """A scheduled campaign sent now: it starts at once instead of at its time."""
+    return bool(
+        await campaigns.transition(pool, Command.START, [campaign_id], account_id=account_id)
     )
-
-
-_LIVE = ["scheduled", "sending", "paused"]
 
 
 async def cancel(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> bool:
-    """Final. A confirmed draft the scheduler has not received yet gets its pipeline row here,
-    already cancelled, so the scheduler's own insert of it does nothing."""
-    cancelled = await pool.fetchval(sql("drafts", "cancel"), account_id, campaign_id, _LIVE)
-    if cancelled is not None:
-        return True
-    return await campaigns.set_status(
-        pool, account_id, campaign_id, "cancelled", allowed_from=tuple(_LIVE)
-    )
+    """Final. A confirmed draft without its pipeline row yet (its event still on the way) gets
+    one here, already cancelled, so the scheduler's own insert of it does nothing. Recipients
+    nobody holds are marked cancelled at once (campaigns.cancel_unsent)."""
+    if not await _end_before_admission(pool, account_id, campaign_id) and not (
+        await campaigns.transition(pool, Command.CANCEL, [campaign_id], account_id=account_id)
+    ):
+        return False
+    await campaigns.cancel_unsent(pool, campaign_id)
+    return True
 
 
-async def recipients(
-    pool: Conn, campaign_id: str, *, status: str | None, after_id: int, limit: int
-) -> list[Row]:
-    rows = await pool.fetch(sql("drafts", "recipients"), campaign_id, status, after_id, limit)
-    return [dict(r) for r in rows]
+async def _end_before_admission(conn: Conn, account_id: str, campaign_id: str) -> bool:
+    inserted = await conn.fetchval(sql("drafts", "insert_cancelled"), account_id, campaign_id)
+    return inserted is not None
 
 
 async def sent_event(conn: Conn, account_id: str, campaign_id: str) -> Mapping[str, Any] | None:
@@ -237,6 +284,7 @@ async def reschedule(
         event["batch_size"],
         event["batch_delay_ms"],
         event["fallback_window_s"],
+        [s.value for s in move(Command.RESCHEDULE)[0]],
     )
     if written is None:
         return False
@@ -249,7 +297,9 @@ async def reschedule(
 async def delete_scheduled(conn: asyncpg.Connection, account_id: str, campaign_id: str) -> bool:
     """Cancels a confirmed campaign that has not started and hides it; False once started.
     In the caller's transaction."""
-    if await conn.fetchval(sql("drafts", "cancel"), account_id, campaign_id, ["scheduled"]) is None:
+    if not await _end_before_admission(conn, account_id, campaign_id) and not (
+        await campaigns.transition(conn, Command.DELETE, [campaign_id], account_id=account_id)
+    ):
         return False
     return await conn.fetchval(sql("drafts", "mark_deleted"), account_id, campaign_id) is not None
 

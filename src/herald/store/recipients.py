@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -32,13 +33,41 @@ async def open_by_ids(
     return _rows(rows)
 
 
+def contact_fields(r: Mapping[str, Any]) -> dict[str, object]:
+    """The fields a recipient's templates read: the contact's metadata, names, phone, email."""
+    fields: dict[str, object] = dict(r["attributes"] or {})
+    fields.update(
+        first_name=r["first_name"], last_name=r["last_name"], phone=r["phone"], email=r["email"]
+    )
+    return fields
+
+
+async def page(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    campaign_id: str,
+    *,
+    status: str | None,
+    after_id: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One page of a campaign's recipients for the API, with the latest attempt and the
+    contact fields (`fields`); only for a campaign the caller has checked is the account's."""
+    rows = await pool.fetch(sql("recipients", "page"), campaign_id, status, after_id, limit)
+    return [{**dict(r), "fields": contact_fields(r)} for r in rows]
+
+
+async def count(
+    pool: asyncpg.Pool | asyncpg.Connection, campaign_id: str, *, status: str, up_to: int
+) -> int:
+    """A campaign's recipients with `status`, counting up to `up_to`."""
+    found: int = await pool.fetchval(sql("recipients", "count"), campaign_id, status, up_to)
+    return found
+
+
 def _rows(rows: Sequence[asyncpg.Record]) -> list[RecipientRow]:
     result = []
     for r in rows:
-        fields: dict[str, object] = dict(r["attributes"] or {})
-        fields.update(
-            first_name=r["first_name"], last_name=r["last_name"], phone=r["phone"], email=r["email"]
-        )
+        fields = contact_fields(r)
         result.append(
             RecipientRow(
                 id=r["id"],

@@ -1,8 +1,10 @@
 -- name: insert
--- Deduplicates campaign.confirmed by campaign id: a replay inserts nothing.
+-- Deduplicates campaign.confirmed by campaign id: a replay inserts nothing. $10: scheduled,
+-- or sending for a campaign the API started at once (started_at set, expansion to come).
 INSERT INTO campaigns (id, account_id, name, status, sending_mode, event, scheduled_at,
-                       batch_size, batch_delay_ms, fallback_window_s)
-VALUES ($1, $2, $3, 'scheduled', $4, $5::jsonb, $6, $7, $8, $9)
+                       batch_size, batch_delay_ms, fallback_window_s, started_at)
+VALUES ($1, $2, $3, $10, $4, $5::jsonb, $6, $7, $8, $9,
+        CASE WHEN $10 = 'sending' THEN now() END)
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
@@ -23,50 +25,54 @@ SELECT account_id FROM campaign_drafts WHERE id = $1
 LIMIT 1;
 
 -- name: claim_due
--- One scheduler claims a due campaign; others skip it instead of waiting on the lock.
-SELECT id, account_id, event FROM campaigns
-WHERE status = 'scheduled' AND (scheduled_at IS NULL OR scheduled_at <= now())
+-- One scheduler claims a campaign to expand; others skip it instead of waiting on the lock:
+-- one started already ($2: sending, by the API) or one whose time came ($1: scheduled). A
+-- paused one that was never expanded waits for its resume.
+SELECT id, account_id, event, status FROM campaigns
+WHERE expanded_at IS NULL
+  AND (status = ANY ($2::text[])
+       OR (status = ANY ($1::text[]) AND (scheduled_at IS NULL OR scheduled_at <= now())))
 ORDER BY scheduled_at NULLS FIRST, created_at
 LIMIT 1
 FOR UPDATE SKIP LOCKED;
 
--- name: expand_recipients
--- $1 campaign, $2 account, $3 contact ids, $4 list ids, $5 tags, $6 raw destinations, $7 a
--- campaign of the account whose failed recipients come again (retry-failed), $8 where each A/B
--- variant's share of the slots 0..99 starts (NULL: no test), then the segment's parameters
--- from $9. {segment_condition} is replaced by the segment's rules compiled to SQL over
--- `contacts c` (domain/segments.py: placeholders only, never values).
+-- name: audience
+-- A campaign's audience, numbered: the one text the expansion and the goal estimate are built
+-- on (store/campaigns.audience_query), so the two cannot drift. $1 account, $2 contact ids,
+-- $3 list ids, $4 tags, $5 raw destinations (canonical, domain/phone.canonical), $6 a campaign
+-- of the account whose failed recipients come again (retry-failed); {segment_condition} is the
+-- segment's rules compiled to SQL over `contacts c` (domain/segments.py: placeholders only,
+-- never values), its parameters numbered after the caller's own.
 -- Contacts from every source once, and one per address ({address}: the phone, or the
 -- lower-cased email for an email-only chain; contacts without one are each kept); raw
--- destinations (canonical, domain/phone.canonical) once each and not again if a contact in
--- the audience has that phone. Ids are dense from 1 in a stable order; a recipient's
--- variant is the one whose share holds its slot id * 37 % 100 (domain/events.variant_of).
+-- destinations once each and not again if a contact in the audience has that phone. `n` is
+-- dense from 1 in a stable order.
 WITH failed AS (
     SELECT r.id, r.contact_id, r.phone
     FROM recipients r JOIN campaigns p ON p.id = r.campaign_id
-    WHERE r.campaign_id = $7 AND p.account_id = $2 AND r.status = 'failed'
+    WHERE r.campaign_id = $6 AND p.account_id = $1 AND r.status = 'failed'
 ), ids AS (
-    SELECT id FROM contacts WHERE account_id = $2 AND id = ANY ($3::uuid[])
+    SELECT id FROM contacts WHERE account_id = $1 AND id = ANY ($2::uuid[])
     UNION
     SELECT m.contact_id FROM list_members m JOIN lists l ON l.id = m.list_id
-    WHERE l.account_id = $2 AND m.list_id = ANY ($4::uuid[])
+    WHERE l.account_id = $1 AND m.list_id = ANY ($3::uuid[])
     UNION
-    SELECT id FROM contacts WHERE account_id = $2 AND cardinality($5::text[]) > 0
-                              AND tags && $5::text[]
+    SELECT id FROM contacts WHERE account_id = $1 AND cardinality($4::text[]) > 0
+                              AND tags && $4::text[]
     UNION
     SELECT contact_id FROM failed WHERE contact_id IS NOT NULL
     UNION
-    SELECT c.id FROM contacts c WHERE c.account_id = $2 AND ({segment_condition})
+    SELECT c.id FROM contacts c WHERE c.account_id = $1 AND ({segment_condition})
 ), audience AS (
     SELECT DISTINCT ON (coalesce({address}, c.id::text)) c.id AS contact_id, c.phone, c.email
-    FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $2
+    FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $1
     ORDER BY coalesce({address}, c.id::text), c.id
 ), raw AS (
     SELECT DISTINCT ON (d) d AS phone, ord
     FROM (
-        SELECT d, ord FROM unnest($6::text[]) WITH ORDINALITY AS t (d, ord)
+        SELECT d, ord FROM unnest($5::text[]) WITH ORDINALITY AS t (d, ord)
         UNION ALL
-        SELECT phone, cardinality($6::text[]) + id FROM failed
+        SELECT phone, cardinality($5::text[]) + id FROM failed
         WHERE contact_id IS NULL AND phone IS NOT NULL
     ) AS t (d, ord)
     ORDER BY d, ord
@@ -76,14 +82,18 @@ WITH failed AS (
     SELECT NULL::uuid, raw.phone, NULL::text, 1, raw.ord
     FROM raw LEFT JOIN audience a ON a.phone = raw.phone
     WHERE a.phone IS NULL
-), numbered AS (
-    SELECT row_number() OVER (ORDER BY source, contact_id, ord) AS n, contact_id, phone, email
-    FROM combined
 )
+SELECT row_number() OVER (ORDER BY source, contact_id, ord) AS n, contact_id, phone, email
+FROM combined
+
+-- name: expand_recipients
+-- The audience (the `audience` block) as the campaign's recipient rows: $7 the campaign, $8 where each
+-- A/B variant's share of the slots 0..99 starts (NULL: no test); a recipient's variant is the
+-- one whose share holds its slot id * 37 % 100 (domain/events.variant_of).
 INSERT INTO recipients (campaign_id, id, contact_id, phone, email, variant)
-SELECT $1, n, contact_id, phone, email,
+SELECT $7, n, contact_id, phone, email,
        CASE WHEN $8::int[] IS NOT NULL THEN width_bucket(n * 37 % 100, $8::int[]) - 1 END
-FROM numbered;
+FROM ({audience}) AS numbered;
 
 -- name: expansion_memory
 -- Sorting and hashing a million-recipient audience in memory instead of spilling to disk.
@@ -98,9 +108,7 @@ FROM generate_series(1, ceil($3::numeric / $2)::integer) AS g;
 
 -- name: mark_expanded
 UPDATE campaigns
-SET status = CASE WHEN $2 = 0 THEN 'completed' ELSE 'sending' END,
-    total_recipients = $2, expanded_at = now(), started_at = now(),
-    completed_at = CASE WHEN $2 = 0 THEN now() END
+SET total_recipients = $2, expanded_at = now(), started_at = coalesce(started_at, now())
 WHERE id = $1;
 
 -- name: due_batches
@@ -137,11 +145,14 @@ ON CONFLICT (campaign_id, channel) DO UPDATE
 SET sent = cc.sent + EXCLUDED.sent, delivered = cc.delivered + EXCLUDED.delivered,
     read = cc.read + EXCLUDED.read, failed = cc.failed + EXCLUDED.failed;
 
--- name: complete_finished
-UPDATE campaigns SET status = 'completed', completed_at = now()
-WHERE id = ANY ($1::text[]) AND status = 'sending' AND expanded_at IS NOT NULL
+-- name: finishing
+-- Campaigns of $1 in a status they can end from ($2) whose recipients are all final, locked
+-- for their ending (domain/campaign.ending decides completed or failed).
+SELECT id, total_recipients, final, sent, failed FROM campaigns
+WHERE id = ANY ($1::text[]) AND status = ANY ($2::text[]) AND expanded_at IS NOT NULL
   AND final >= total_recipients
-RETURNING id;
+ORDER BY id
+FOR UPDATE;
 
 -- name: channel_counters
 SELECT channel, sent, delivered, read, failed FROM campaign_channel_counters
@@ -163,12 +174,53 @@ FROM recipients WHERE campaign_id = $1;
 -- name: status_of
 SELECT status FROM campaigns WHERE id = $1;
 
--- name: set_status
--- Pause (with its reason), resume or cancel the account's campaign ($5); the trigger in 0004
--- moves the batches along.
-UPDATE campaigns SET status = $2, pause_reason = $3
-WHERE id = $1 AND status = ANY ($4::text[]) AND account_id = $5
-RETURNING id;
+-- name: transition
+-- The one writer of a campaign's status (store/campaigns.transition): $1 campaigns, $2 the
+-- account they must belong to (NULL for the pipeline's own commands), $3 the status the
+-- command leads to and $4 the statuses it is allowed from (both from domain/campaign's
+-- table), $5 a pause's reason. The trigger (0016) moves batches and fallback work along.
+UPDATE campaigns c
+SET status = $3,
+    pause_reason = CASE WHEN $3 = 'paused' THEN $5 END,
+    started_at = CASE WHEN $3 = 'sending' THEN coalesce(c.started_at, now())
+                      ELSE c.started_at END,
+    completed_at = CASE WHEN $3 IN ('completed', 'cancelled', 'failed') THEN now()
+                        ELSE c.completed_at END
+WHERE c.id = ANY ($1::text[]) AND ($2::text IS NULL OR c.account_id = $2)
+  AND c.status = ANY ($4::text[])
+RETURNING c.id;
+
+-- name: cancel_unsent
+-- A cancelled campaign's recipients that no worker holds, marked cancelled at once with their
+-- counters: queued and never tried, in batches not yet due (pacing), which become due now.
+-- The batches that were due or in a worker's hands are republished by the trigger, and the
+-- worker marks what it reaches. Recipients first, then the campaign row: the fold's lock order.
+WITH later AS (
+    SELECT batch_no, first_id, last_id FROM batches
+    WHERE campaign_id = $1 AND done_at IS NULL AND not_before > now()
+    FOR UPDATE
+), gone AS (
+    UPDATE recipients r
+    SET status = 'cancelled', error_code = 'campaign_cancelled',
+        error_description = 'the campaign was cancelled before this recipient was sent',
+        updated_at = now()
+    FROM later
+    WHERE r.campaign_id = $1 AND r.id BETWEEN later.first_id AND later.last_id
+      AND r.status = 'queued'
+      AND NOT EXISTS (SELECT 1 FROM attempts a
+                      WHERE a.campaign_id = $1 AND a.recipient_id = r.id)
+    RETURNING r.id
+), due_now AS (
+    -- Made due, so a worker closes them (and cancels anything left queued in them).
+    UPDATE batches b SET not_before = now(), published_at = NULL
+    FROM later WHERE b.campaign_id = $1 AND b.batch_no = later.batch_no
+    RETURNING b.batch_no
+)
+UPDATE campaigns
+SET cancelled = cancelled + (SELECT count(*) FROM gone),
+    final = final + (SELECT count(*) FROM gone)
+WHERE id = $1 AND status = 'cancelled'
+RETURNING (SELECT count(*) FROM gone) AS cancelled, (SELECT count(*) FROM due_now) AS batches;
 
 -- name: count_by_status
 SELECT status, count(*) AS campaigns FROM campaigns GROUP BY status;

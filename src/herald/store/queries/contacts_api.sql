@@ -136,10 +136,11 @@ LIMIT $6;
 
 -- name: activity
 -- A contact's messages from herald's own records: one event per milestone of each attempt
--- (sent when a provider took it; delivered, read or failed as folded) and skips.
+-- (sent when a provider took it; delivered, read or failed as folded; a read message was
+-- delivered too, at the recipient's delivered_at) and skips.
 WITH mine AS (
     SELECT r.campaign_id, r.id, r.status, r.channel, r.error_code, r.error_description,
-           r.updated_at
+           r.updated_at, r.delivered_at
     FROM recipients r JOIN campaigns c ON c.id = r.campaign_id AND c.account_id = $1
     WHERE r.contact_id = $2
 ), events AS (
@@ -154,6 +155,12 @@ WITH mine AS (
            a.updated_at, a.error_code, a.error_description
     FROM mine JOIN attempts a ON a.campaign_id = mine.campaign_id AND a.recipient_id = mine.id
     WHERE a.status IN ('delivered', 'read', 'failed')
+    UNION ALL
+    SELECT 'message.delivered', a.channel, a.campaign_id,
+           a.campaign_id || '.' || a.recipient_id || '.' || a.attempt_no,
+           coalesce(mine.delivered_at, a.updated_at), NULL, NULL
+    FROM mine JOIN attempts a ON a.campaign_id = mine.campaign_id AND a.recipient_id = mine.id
+    WHERE a.status = 'read'
     UNION ALL
     SELECT 'message.skipped', mine.channel, mine.campaign_id,
            mine.campaign_id || '.' || mine.id || '.0',
@@ -182,3 +189,34 @@ INSERT INTO contacts (id, account_id, phone, email, first_name, last_name, count
 SELECT id, account_id, phone, email, first_name, last_name, country_code, lifecycle_stage,
        tags, attributes::jsonb
 FROM moved;
+
+-- name: reach
+-- Which of $2 the account holds, and on what each can be reached: a campaign's contact_ids
+-- checked at send (unknown ids are named; ids reachable on none of its channels refused).
+SELECT c.id, c.phone IS NOT NULL AS phone, c.email IS NOT NULL AS email,
+       EXISTS (SELECT 1 FROM contact_identities i
+               WHERE i.contact_id = c.id AND i.channel = 'viber') AS viber
+FROM contacts c
+WHERE c.account_id = $1 AND c.id = ANY($2::uuid[]);
+
+-- name: count
+-- How many contacts `list` pages through, counted up to $4 rows (the API's meta.total).
+SELECT count(*) FROM (
+    SELECT 1 FROM contacts
+    WHERE account_id = $1
+      AND ($2::text IS NULL OR lifecycle_stage = $2)
+      AND ($3::text IS NULL OR tags @> ARRAY[$3::text])
+    LIMIT $4
+) AS bounded;
+
+-- name: count_search
+-- As count, for `search` ($5 the tsquery; the GIN index).
+SELECT count(*) FROM (
+    SELECT 1 FROM contacts
+    WHERE account_id = $1
+      AND herald_contact_document(first_name, last_name, phone, email)
+          @@ to_tsquery('simple', $5)
+      AND ($2::text IS NULL OR lifecycle_stage = $2)
+      AND ($3::text IS NULL OR tags @> ARRAY[$3::text])
+    LIMIT $4
+) AS bounded;

@@ -16,15 +16,19 @@ WHERE account_id = $1 AND id = $2;
 
 -- name: lock_draft
 -- The draft row of the account's campaign, locked for a change; confirmed_at tells whether
--- it is still a draft.
-SELECT id, spec, confirmed_at FROM campaign_drafts
+-- it is still a draft. Readiness and the last goal are for seed 002's confirm workflow.
+SELECT id, spec, confirmed_at, ready_to_send, goal_recipients, goal_cost, goal_calculated_at
+FROM campaign_drafts
 WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL
 FOR UPDATE;
 
 -- name: update
+-- $9: keep the calculated goal (a change that cannot move the price: ready_to_send alone).
 UPDATE campaign_drafts SET name = $3, description = $4, sending_mode = $5, spec = $6,
                            scheduled_at = $7, ready_to_send = $8,
-                           goal_recipients = NULL, goal_cost = NULL, goal_calculated_at = NULL,
+                           goal_recipients = CASE WHEN $9 THEN goal_recipients END,
+                           goal_cost = CASE WHEN $9 THEN goal_cost END,
+                           goal_calculated_at = CASE WHEN $9 THEN goal_calculated_at END,
                            updated_at = now()
 WHERE account_id = $1 AND id = $2 AND confirmed_at IS NULL
 RETURNING id;
@@ -68,43 +72,51 @@ WHERE account_id = $1 AND id = $2
 RETURNING goal_calculated_at;
 
 -- name: goal
--- Recipients the scheduler would create: contacts from every source once and one per
--- {address} (as expand_recipients), then raw destinations that no audience contact has. {segment} is a compiled segment condition
--- (or FALSE); its parameters follow $7. $6 is the channel opt-outs are counted for, $7 a
--- campaign whose failed recipients are part of the audience.
-WITH failed AS (
-    SELECT r.contact_id, r.phone
-    FROM recipients r JOIN campaigns p ON p.id = r.campaign_id
-    WHERE r.campaign_id = $7 AND p.account_id = $1 AND r.status = 'failed'
-), ids AS (
-    SELECT id FROM contacts WHERE account_id = $1 AND id = ANY ($2::uuid[])
-    UNION
-    SELECT m.contact_id FROM list_members m JOIN lists l ON l.id = m.list_id
-    WHERE l.account_id = $1 AND m.list_id = ANY ($3::uuid[])
-    UNION
-    SELECT id FROM contacts WHERE account_id = $1 AND cardinality($4::text[]) > 0
-                              AND tags && $4::text[]
-    UNION
-    SELECT contact_id FROM failed WHERE contact_id IS NOT NULL
-    UNION
-    SELECT c.id FROM contacts c WHERE c.account_id = $1 AND ({segment})
-), audience AS (
-    SELECT DISTINCT ON (coalesce({address}, c.id::text)) c.id, c.phone
-    FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $1
-    ORDER BY coalesce({address}, c.id::text), c.id
-), raw AS (
-    SELECT d FROM unnest($5::text[]) AS d
-    UNION
-    SELECT phone FROM failed WHERE contact_id IS NULL AND phone IS NOT NULL
+-- What expansion would create: the campaign's audience (the `audience` block of
+-- campaigns.sql that expansion inserts from, store/campaigns.audience_query), each row with
+-- the channels of $7 (the chain's sendable channels, in order) it can be sent on, as
+-- domain/compose walks them: an address there (a phone for SMS, WhatsApp and RCS, an email,
+-- a Viber user id) and no opt-out of it. A row with none is skipped at send. Per channel of
+-- $7: how many rows start there (`first`) and how many can reach it (`reachable`). The
+-- segment's parameters follow $7.
+WITH a AS ({audience}),
+reach AS (
+    SELECT ARRAY(
+               SELECT t.ch FROM unnest($7::text[]) WITH ORDINALITY AS t (ch, pos)
+               WHERE CASE t.ch
+                         WHEN 'email' THEN coalesce(a.email LIKE '%@%', false)
+                         WHEN 'viber' THEN EXISTS (
+                             SELECT 1 FROM contact_identities i
+                             WHERE i.contact_id = a.contact_id AND i.channel = 'viber')
+                         ELSE coalesce(a.phone ~ '^\+[0-9]{7,15}$', false) END
+                 AND NOT EXISTS (
+                     SELECT 1 FROM contact_preferences p
+                     WHERE p.contact_id = a.contact_id AND p.channel = t.ch AND NOT p.opted_in)
+               ORDER BY t.pos) AS channels,
+           EXISTS (SELECT 1 FROM contact_preferences p
+                   WHERE p.contact_id = a.contact_id AND p.channel = ($7::text[])[1]
+                     AND NOT p.opted_in) AS opted_out_first
+    FROM a
+), per AS (
+    SELECT t.pos,
+           count(r.channels) FILTER (WHERE r.channels[1] = t.ch) AS first,
+           count(r.channels) FILTER (WHERE t.ch = ANY (r.channels)) AS reachable
+    FROM unnest($7::text[]) WITH ORDINALITY AS t (ch, pos) LEFT JOIN reach r ON true
+    GROUP BY t.pos
 )
-SELECT (SELECT count(*) FROM audience)
-       + (SELECT count(*) FROM raw
-          WHERE NOT EXISTS (SELECT 1 FROM audience a WHERE a.phone = raw.d)) AS recipients,
-       (SELECT count(*) FROM audience a JOIN contact_preferences p ON p.contact_id = a.id
-        WHERE p.channel = $6 AND NOT p.opted_in) AS opted_out;
+SELECT (SELECT count(*) FROM reach) AS audience,
+       (SELECT count(*) FROM reach WHERE cardinality(channels) > 0) AS recipients,
+       (SELECT count(*) FROM reach WHERE opted_out_first) AS opted_out,
+       (SELECT array_agg(first ORDER BY pos) FROM per) AS first,
+       (SELECT array_agg(reachable ORDER BY pos) FROM per) AS reachable;
 
 -- name: lists_owned
 SELECT id FROM lists WHERE account_id = $1 AND id = ANY ($2::uuid[]);
+
+-- name: provider_accounts_owned
+-- Of the ids $2, the account's own enabled provider accounts, with their channel.
+SELECT id::text AS id, channel FROM provider_accounts
+WHERE account_id = $1 AND enabled AND id = ANY ($2::uuid[]);
 
 -- name: segment_rules
 SELECT rules FROM segments WHERE account_id = $1 AND id = $2;
@@ -115,40 +127,20 @@ WHERE account_id = $1 AND id = $2 AND confirmed_at IS NULL
 RETURNING confirmed_at;
 
 
--- name: cancel
--- Cancels a confirmed campaign of the account whether or not the scheduler has received
--- it: a row inserted here first makes the scheduler's own insert of that campaign a no-op.
--- $3: the statuses it may be cancelled from (only 'scheduled', to delete one that has not
--- started: the scheduler leaves 'scheduled' in the transaction that expands).
-INSERT INTO campaigns AS c (id, account_id, name, status, sending_mode, event, scheduled_at,
-                            batch_size, batch_delay_ms, fallback_window_s)
+-- name: insert_cancelled
+-- A confirmed campaign of the account cancelled before the scheduler received it: its
+-- pipeline row is created here, already cancelled, so the scheduler's own insert of that
+-- campaign is a no-op. Nothing when the row exists (store/campaigns.transition moves it).
+INSERT INTO campaigns (id, account_id, name, status, sending_mode, event, scheduled_at,
+                       batch_size, batch_delay_ms, fallback_window_s, completed_at)
 SELECT d.id, d.account_id, d.name, 'cancelled', d.sending_mode, d.event, d.scheduled_at,
        coalesce((d.event ->> 'batch_size')::integer, 100000),
        coalesce((d.event ->> 'batch_delay_ms')::integer, 0),
-       coalesce((d.event ->> 'fallback_window_s')::integer, 900)
+       coalesce((d.event ->> 'fallback_window_s')::integer, 900), now()
 FROM campaign_drafts d
 WHERE d.account_id = $1 AND d.id = $2 AND d.confirmed_at IS NOT NULL AND d.deleted_at IS NULL
-ON CONFLICT (id) DO UPDATE SET status = 'cancelled', pause_reason = NULL
-WHERE c.account_id = $1 AND c.status = ANY ($3::text[])
-RETURNING c.id;
-
--- name: recipients
--- One page of a campaign's recipients with their latest attempt; call only for a
--- campaign known to be the caller's.
-SELECT r.id, r.contact_id, r.phone, r.email, r.status, r.channel, r.error_code,
-       r.error_description, r.updated_at,
-       a.attempt_no, a.provider_message_id, a.created_at AS sent_at
-FROM recipients r
-LEFT JOIN LATERAL (
-    SELECT attempt_no, provider_message_id, created_at FROM attempts
-    WHERE campaign_id = r.campaign_id AND recipient_id = r.id
-    ORDER BY attempt_no DESC LIMIT 1
-) a ON true
-WHERE r.campaign_id = $1
-  AND ($2::text IS NULL OR r.status = $2)
-  AND r.id > $3
-ORDER BY r.id
-LIMIT $4;
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
 
 -- name: sent_event
 -- The campaign.confirmed event a campaign of the account was sent with.
@@ -172,7 +164,8 @@ GROUP BY variant ORDER BY variant;
 -- name: reschedule
 -- A confirmed campaign that has not started takes its changed event: the pipeline row is
 -- rewritten only while it is still scheduled and unexpanded, or created now (so that the
--- scheduler's own insert of the earlier event, still on its way, does nothing).
+-- scheduler's own insert of the earlier event, still on its way, does nothing). $10: the
+-- statuses a reschedule is allowed from (domain/campaign).
 INSERT INTO campaigns AS c (id, account_id, name, status, sending_mode, event, scheduled_at,
                             batch_size, batch_delay_ms, fallback_window_s)
 VALUES ($2, $1, $3, 'scheduled', $4, $5::jsonb, $6, $7, $8, $9)
@@ -180,7 +173,7 @@ ON CONFLICT (id) DO UPDATE
 SET name = EXCLUDED.name, sending_mode = EXCLUDED.sending_mode, event = EXCLUDED.event,
     scheduled_at = EXCLUDED.scheduled_at, batch_size = EXCLUDED.batch_size,
     batch_delay_ms = EXCLUDED.batch_delay_ms, fallback_window_s = EXCLUDED.fallback_window_s
-WHERE c.account_id = $1 AND c.status = 'scheduled' AND c.expanded_at IS NULL
+WHERE c.account_id = $1 AND c.status = ANY ($10::text[]) AND c.expanded_at IS NULL
 RETURNING c.id;
 
 -- name: update_confirmed

@@ -38,9 +38,14 @@ FOR UPDATE OF r;
 
 -- name: write_states
 -- $1: JSON array of [campaign_id, id, status, accepted, channel, error_code, error_description].
+-- delivered_at and read_at are set the first time the status reaches them (read implies
+-- delivered), in the same UPDATE: the fold stays one statement.
 UPDATE recipients r
 SET status = s.status, accepted = s.accepted, channel = s.channel, error_code = s.error_code,
-    error_description = s.error_description, updated_at = now()
+    error_description = s.error_description, updated_at = now(),
+    delivered_at = CASE WHEN r.delivered_at IS NULL AND s.status IN ('delivered', 'read')
+                        THEN now() ELSE r.delivered_at END,
+    read_at = CASE WHEN r.read_at IS NULL AND s.status = 'read' THEN now() ELSE r.read_at END
 FROM (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS id, x ->> 2 AS status,
              (x ->> 3)::bool AS accepted, x ->> 4 AS channel, x ->> 5 AS error_code,
              x ->> 6 AS error_description
@@ -64,7 +69,7 @@ WHERE campaign_id = $1 AND id = ANY ($2::int[]) AND next_attempt IS NOT NULL;
 SELECT r.campaign_id, c.account_id, r.id, r.next_attempt
 FROM recipients r JOIN campaigns c ON c.id = r.campaign_id
 WHERE r.next_attempt IS NOT NULL AND r.fallback_published_at IS NULL
-  AND (r.hold_until IS NULL OR r.hold_until <= now())
+  AND (r.hold_until IS NULL OR r.hold_until <= now() OR c.status = 'cancelled')
   AND c.status IN ('sending', 'cancelled')
 ORDER BY r.campaign_id, r.id
 LIMIT $1
@@ -82,3 +87,36 @@ UPDATE recipients r
 SET next_attempt = s.n, hold_until = s.until, fallback_published_at = NULL
 FROM unnest($2::int[], $3::smallint[], $4::timestamptz[]) AS s (id, n, until)
 WHERE r.campaign_id = $1 AND r.id = s.id;
+
+-- name: page
+-- One page of a campaign's recipients for the API (GET /v1/campaigns/{id}/recipients), with
+-- the latest attempt and the contact fields composition reads; call only for a campaign known
+-- to be the caller's. sent_at is when that attempt went to a provider that took it (or whose
+-- answer was lost): null while it is pending and when the provider refused it.
+SELECT r.id, r.contact_id, r.phone, r.email, r.status, r.channel, r.error_code,
+       r.error_description, r.updated_at, r.delivered_at, r.read_at,
+       coalesce(r.created_at, (SELECT coalesce(c.started_at, c.created_at)
+                               FROM campaigns c WHERE c.id = r.campaign_id)) AS created_at,
+       k.first_name, k.last_name, k.attributes,
+       a.attempt_no, a.provider_message_id,
+       CASE WHEN a.accepted OR a.outcome IN ('accepted', 'ambiguous') THEN a.created_at END
+           AS sent_at
+FROM recipients r
+LEFT JOIN contacts k ON k.id = r.contact_id
+LEFT JOIN LATERAL (
+    SELECT attempt_no, provider_message_id, created_at, outcome, accepted FROM attempts
+    WHERE campaign_id = r.campaign_id AND recipient_id = r.id
+    ORDER BY attempt_no DESC LIMIT 1
+) a ON true
+WHERE r.campaign_id = $1
+  AND ($2::text IS NULL OR r.status = $2)
+  AND r.id > $3
+ORDER BY r.id
+LIMIT $4;
+
+-- name: count
+-- How many of a campaign's recipients have status $2, counted up to $3 rows (meta.total of
+-- a filtered page; the unfiltered total is the campaign's total_recipients).
+SELECT count(*) FROM (
+    SELECT 1 FROM recipients WHERE campaign_id = $1 AND status = $2 LIMIT $3
+) AS bounded;

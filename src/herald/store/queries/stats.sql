@@ -1,5 +1,6 @@
 -- name: summary
--- Totals over the account's campaigns created in [$2, $3), of sending modes $4 (null: all).
+-- Recipient totals over the account's campaigns created in [$2, $3), of sending modes $4
+-- (null: all): each recipient counts once, at its outcome (the campaigns' folded counters).
 SELECT count(*) AS total_campaigns,
        count(*) FILTER (WHERE status IN ('scheduled', 'sending', 'paused')) AS active_campaigns,
        coalesce(sum(total_recipients), 0) AS total_recipients,
@@ -18,13 +19,17 @@ WHERE account_id = $1
   AND ($4::text[] IS NULL OR sending_mode = ANY ($4::text[]));
 
 -- name: channels
+-- Messages (send attempts) per channel over the same campaigns as `summary`: a recipient whose
+-- SMS failed and whose WhatsApp fallback was delivered counts once on each channel.
 SELECT cc.channel, sum(cc.sent) AS sent, sum(cc.delivered) AS delivered,
        sum(cc.read) AS read, sum(cc.failed) AS failed
-FROM campaigns c JOIN campaign_channel_counters cc ON cc.campaign_id = c.id
-WHERE c.account_id = $1
-  AND ($2::timestamptz IS NULL OR c.created_at >= $2)
-  AND ($3::timestamptz IS NULL OR c.created_at < $3)
-  AND ($4::text[] IS NULL OR c.sending_mode = ANY ($4::text[]))
+FROM campaign_overview o
+JOIN campaigns c ON c.id = o.id AND c.account_id = o.account_id
+JOIN campaign_channel_counters cc ON cc.campaign_id = c.id
+WHERE o.account_id = $1
+  AND ($2::timestamptz IS NULL OR o.created_at >= $2)
+  AND ($3::timestamptz IS NULL OR o.created_at < $3)
+  AND ($4::text[] IS NULL OR o.sending_mode = ANY ($4::text[]))
 GROUP BY cc.channel
 ORDER BY cc.channel;
 

@@ -51,9 +51,6 @@ from herald.api.keys import create_account_key
 from herald.embedded import free_port
 from herald.settings import Settings
 from tests.abuse.support import ThreadedApi
-from tests.integration.api_support import api_db_url, api_pool
-
-__all__ = ["api_db_url", "api_pool"]
 
 MAX_BODY_BYTES = 64 * 1024
 # Examples per operation and generation mode: 52 operations, so this bounds the whole run.

@@ -43,9 +43,6 @@ from herald.domain.status import (
     to_wire,
 )
 from herald.domain.templates import MissingVariable, placeholders, render
-from tests.integration.api_support import api_db_url, api_pool
-
-__all__ = ["api_db_url", "api_pool"]
 
 # Derandomized: `make test` sees the same examples every run; explore more with
 # `pytest --hypothesis-seed=<n>` or a larger max_examples.

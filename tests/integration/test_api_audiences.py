@@ -6,19 +6,7 @@ import asyncpg
 import pytest
 
 from herald.store import segments
-from tests.integration.api_support import (
-    Caller,
-    alice,
-    api_app,
-    api_db_url,
-    api_pool,
-    bob,
-    data,
-    error,
-    http,
-)
-
-__all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
+from tests.integration.api_support import Caller, data, error
 
 PEOPLE = [
     {

@@ -14,19 +14,7 @@ from herald.demo import campaign_event
 from herald.domain.channels import SendingMode
 from herald.domain.events import parse_campaign_confirmed
 from herald.store import campaigns
-from tests.integration.api_support import (
-    Caller,
-    alice,
-    api_app,
-    api_db_url,
-    api_pool,
-    bob,
-    data,
-    error,
-    http,
-)
-
-__all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
+from tests.integration.api_support import Caller, data, error
 
 
 async def _contacts(caller: Caller, n: int, tag: str) -> list[str]:

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.api_support import (
-    Caller,
-    alice,
-    api_app,
-    api_db_url,
-    api_pool,
-    bob,
-    data,
-    error,
-    http,
-)
-
-__all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
+from tests.integration.api_support import Caller, data, error
 
 JANE = {
     "phone": "+14155552671",

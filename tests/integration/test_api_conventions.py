@@ -12,19 +12,7 @@ import asyncpg
 from herald.domain.events import parse_campaign_confirmed
 from herald.domain.status import RecipientState, RecipientStatus
 from herald.store import campaigns, recipients
-from tests.integration.api_support import (
-    Caller,
-    alice,
-    api_app,
-    api_db_url,
-    api_pool,
-    bob,
-    data,
-    error,
-    http,
-)
-
-__all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
+from tests.integration.api_support import Caller, data, error
 
 
 async def _draft(caller: Caller, **fields: Any) -> str:

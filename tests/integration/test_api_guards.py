@@ -14,9 +14,6 @@ from herald import metrics
 from herald.api.app import create_app
 from herald.api.config import ApiConfig
 from herald.store import api_keys
-from tests.integration.api_support import api_db_url, api_pool
-
-__all__ = ["api_db_url", "api_pool"]
 
 
 @pytest.fixture

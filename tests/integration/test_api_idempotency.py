@@ -10,19 +10,7 @@ import httpx
 import orjson
 
 from herald.api.idempotency import request_hash
-from tests.integration.api_support import (
-    Caller,
-    alice,
-    api_app,
-    api_db_url,
-    api_pool,
-    bob,
-    data,
-    error,
-    http,
-)
-
-__all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
+from tests.integration.api_support import Caller, data, error
 
 DRAFT = {"name": "Once", "channel": "sms", "body": "Hi", "tags": ["t"]}
 

@@ -9,19 +9,7 @@ from herald.api.admin import keys_create
 from herald.api.auth import bootstrap
 from herald.settings import Settings
 from herald.store import api_keys, db
-from tests.integration.api_support import (
-    Caller,
-    alice,
-    api_app,
-    api_db_url,
-    api_pool,
-    bob,
-    data,
-    error,
-    http,
-)
-
-__all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
+from tests.integration.api_support import Caller, data, error
 
 
 async def test_operator_command_prints_a_working_key(

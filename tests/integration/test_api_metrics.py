@@ -18,9 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from herald.api.app import create_app
 from herald.api.config import ApiConfig
 from herald.api.middleware import RouteTemplates
-from tests.integration.api_support import Caller, alice, api_app, api_db_url, api_pool, http
-
-__all__ = ["alice", "api_app", "api_db_url", "api_pool", "http"]
+from tests.integration.api_support import Caller
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
 CAMPAIGN = "/v1/campaigns/{campaign_id}"

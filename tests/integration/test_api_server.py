@@ -19,9 +19,6 @@ from herald.domain.events import parse_campaign_confirmed
 from herald.embedded import free_port
 from herald.settings import Settings
 from herald.store import campaigns
-from tests.integration.api_support import api_db_url, api_pool
-
-__all__ = ["api_db_url", "api_pool"]
 
 BOOTSTRAP_KEY = "hk_dev_bootstrap_" + uuid.uuid4().hex
 

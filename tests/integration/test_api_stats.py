@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.integration.api_support import Caller, alice, api_app, api_db_url, api_pool, data, http
-
-__all__ = ["alice", "api_app", "api_db_url", "api_pool", "http"]
+from tests.integration.api_support import Caller, data
 
 
 async def _sent_campaign(caller: Caller, tag: str) -> str:

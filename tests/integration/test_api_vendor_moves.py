@@ -14,19 +14,7 @@ import asyncpg
 from herald.domain.channels import Channel
 from herald.domain.events import parse_campaign_confirmed
 from herald.store import accounts
-from tests.integration.api_support import (
-    Caller,
-    alice,
-    api_app,
-    api_db_url,
-    api_pool,
-    bob,
-    data,
-    error,
-    http,
-)
-
-__all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
+from tests.integration.api_support import Caller, data, error
 
 LATER = (datetime.now(UTC) + timedelta(days=3)).isoformat()
 

@@ -36,9 +36,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.integration.api_support import api_app, api_db_url, api_pool, http, new_caller
-
-__all__ = ["api_app", "api_db_url", "api_pool", "http"]
+from tests.integration.api_support import new_caller
 
 GUIDES = Path(__file__).resolve().parents[2] / "docs" / "migration"
 _BLOCK = re.compile(r"^```http\n(?P<request>.*?)^```\n(?P<after>.*?)(?=^```|\Z)", re.M | re.S)

@@ -13,7 +13,8 @@ One run, four phases, on embedded PostgreSQL and broker (a fresh data dir per ru
    one process and status, ingress and scheduler in another) send a campaign of N synthetic
    recipients and fold every callback; timed from publish to `completed`.
 3. fold: the status role alone folds M pre-built status events for an expanded campaign.
-4. the JSON line (last line of stdout); progress and details go to stderr.
+4. the JSON line (last line of stdout), with herald's CPU per recipient and how busy the
+   machine was over the campaign (cputime.py); progress and details go to stderr.
 
 The account's send rate is set far above what one machine sends (--rate-per-s), so the token
 bucket is not what is measured here; bench_control.py measures the limiter.
@@ -37,6 +38,7 @@ import aiohttp
 import anyio
 import asyncpg
 import ceiling
+import cputime
 import folding
 import harness
 import measures
@@ -52,6 +54,7 @@ from herald.store import campaigns, db
 
 DEFAULT_SPLIT = "worker/status,ingress,scheduler"
 STALL_TIMEOUT_S = 120.0
+IDLE_S = 3.0
 JSON_KEYS = (
     "recipients",
     "elapsed_s",
@@ -66,6 +69,12 @@ JSON_KEYS = (
     "fold_events_per_s",
     "duplicates",
     "lost",
+    "herald_cpu_ms_per_recipient",
+    "cpu_ms_per_recipient_by_role",
+    "cpu_busy_ratio",
+    "herald_cpu_busy_ratio",
+    "unattributed_cpu_busy_ratio",
+    "sends_in_flight_avg",
 )
 
 
@@ -158,10 +167,11 @@ async def _ceiling(
         harness.log(f"ceiling: {len(sends)} requests {measures.mix(sends)}")
         names = {**names, ingress.pid: "ingress"}
         cpu_before = harness.cpu_snapshot()
+        roots = harness.cpu_roots(settings, cpu_before, names)
         result = await ceiling.run(
             settings, sends, concurrency=settings.worker_concurrency, run_id=uuid.uuid4().hex[:8]
         )
-        cpu = harness.cpu_by_role(cpu_before, harness.cpu_snapshot(), names)
+        cpu = harness.cpu_by_role(cpu_before, harness.cpu_snapshot(), roots)
         harness.log(f"ceiling: {result.per_s:,.0f} requests/s, answers {result.by_status}")
         # Let the ceiling's callbacks finish before the campaign starts.
         await harness.wait_quiet(settings, counters=["callbacks_sent", "callbacks_failed"])
@@ -218,6 +228,18 @@ async def _follow(pool: asyncpg.Pool, campaign_id: str, expected: int) -> campai
         await anyio.sleep(0.05)
 
 
+async def _idle_cpu(roots: dict[int, str]) -> dict[str, float]:
+    """CPU seconds per second each measured process spends with nothing to send, over
+    IDLE_S before the campaign: the part of a campaign's CPU that grows with its wall time
+    (polling loops, consumers' fetches, PostgreSQL's background work), not its recipients."""
+    before = harness.cpu_reading()
+    await anyio.sleep(IDLE_S)
+    after = harness.cpu_reading()
+    wall_s = after.at_s - before.at_s
+    spent = cputime.spent_between(before.procs, after.procs, roots)
+    return {label: round(seconds / wall_s, 4) for label, seconds in spent.items()}
+
+
 async def _campaign(
     settings: Settings, args: argparse.Namespace, names: dict[int, str]
 ) -> dict[str, Any]:
@@ -250,6 +272,8 @@ async def _campaign(
                     bad_phone_every=BAD_PHONE_EVERY,
                 )
             contacts_s = time.monotonic() - began
+            roots = harness.cpu_roots(settings, harness.cpu_snapshot(), names)
+            idle = await _idle_cpu(roots)
             events = [
                 harness.confirmed(
                     campaign_id=campaign_id,
@@ -263,6 +287,9 @@ async def _campaign(
             async with aiohttp.ClientSession() as http:
                 before = await harness.simulator_stats(http, settings)
                 rss = harness.RssSampler([w.pid for w in workers])
+                in_flight = harness.GaugeSampler(
+                    [w.metrics_port for w in workers], "herald_sends_in_flight"
+                )
                 spied = {
                     f"campaign-{i}-{k.name}": k.pid
                     for i, k in enumerate(kids)
@@ -276,7 +303,8 @@ async def _campaign(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(rss.run)
                     with profiling.recording(spied, args.py_spy):
-                        cpu_before = harness.cpu_snapshot()
+                        cpu_before = harness.cpu_reading()
+                        tg.start_soon(in_flight.run)
                         await harness.publish(settings, events)
                         published = time.monotonic()
                         expand_s = 0.0
@@ -289,8 +317,9 @@ async def _campaign(
                             for campaign_id in campaign_ids:
                                 following.start_soon(follow, campaign_id)
                         elapsed = time.monotonic() - published
-                        cpu = harness.cpu_by_role(cpu_before, harness.cpu_snapshot(), names)
+                        cpu_after = harness.cpu_reading()
                     rss.stop()
+                    in_flight.stop()
                 after = await harness.simulator_stats(http, settings)
                 worker_metrics = [await harness.scrape(http, w.metrics_port) for w in workers]
                 scheduler_metrics = await harness.scrape(http, scheduler.metrics_port)
@@ -327,6 +356,7 @@ async def _campaign(
     p50 = measures.histogram_quantile(0.50, ordered)
     p99 = measures.histogram_quantile(0.99, ordered)
     expansion = measures.histogram(scheduler_metrics, "herald_expansion_duration_seconds")
+    cpu = cputime.spent_between(cpu_before.procs, cpu_after.procs, roots)
     return {
         "status": status,
         "accounts": args.accounts,
@@ -350,7 +380,20 @@ async def _campaign(
         "counters": folded,
         "by_channel": by_channel,
         "split": " | ".join(k.name for k in kids),
-        "cpu_s": cpu,
+        "cpu_s": {label: round(seconds, 2) for label, seconds in cpu.items()},
+        "cpu_wall_s": round(cpu_after.at_s - cpu_before.at_s, 3),
+        "cpu_cores": cpu_after.machine.cores,
+        "machine_busy_s": round(cputime.machine_busy_s(cpu_before.machine, cpu_after.machine), 2),
+        "sends_in_flight_samples": len(in_flight.values),
+        "cpu": cputime.summary(
+            cpu,
+            recipients=sum(c.total for c in finals.values()),
+            machine_busy_s=cputime.machine_busy_s(cpu_before.machine, cpu_after.machine),
+            wall_s=cpu_after.at_s - cpu_before.at_s,
+            cores=cpu_after.machine.cores,
+        ),
+        "sends_in_flight_avg": in_flight.mean,
+        "idle_cpu_s_per_s": idle,
     }
 
 
@@ -452,6 +495,8 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "fold_events_per_s": _round(fold.get("fold_events_per_s")),
         "duplicates": run["duplicates"],
         "lost": run["lost"],
+        **run["cpu"],
+        "sends_in_flight_avg": _round(run["sends_in_flight_avg"]),
     }
     assert tuple(result) == JSON_KEYS
     return result

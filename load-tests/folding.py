@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import cputime
 import harness
 import measures
 import profiling
@@ -108,7 +109,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         spied = {"fold-status": status.pid}
         with harness.children(status), profiling.recording(spied, args.py_spy):
             t0 = s0 = None
-            cpu_before: dict[int, tuple[str, float]] = {}
+            cpu_before: dict[int, cputime.ProcCpu] = {}
+            roots: dict[int, str] = {}
             with anyio.fail_after(600):
                 while True:
                     counters = await campaigns.counters(pool, campaign_id)
@@ -117,11 +119,10 @@ async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                     if t0 is None and counters.sent > 0:
                         t0, s0 = now, counters.sent
                         cpu_before = harness.cpu_snapshot()
+                        roots = harness.cpu_roots(settings, cpu_before, {status.pid: "status"})
                     if counters.read >= reads:
                         t1 = now
-                        cpu = harness.cpu_by_role(
-                            cpu_before, harness.cpu_snapshot(), {status.pid: "status"}
-                        )
+                        cpu = harness.cpu_by_role(cpu_before, harness.cpu_snapshot(), roots)
                         break
                     await anyio.sleep(0.02)
             async with aiohttp.ClientSession() as http:

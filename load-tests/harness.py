@@ -26,6 +26,8 @@ from typing import Any
 import aiohttp
 import anyio
 import asyncpg
+import cputime
+import measures
 
 from herald.bus import codec
 from herald.bus.producer import producer as kafka_producer
@@ -166,38 +168,68 @@ def rss_bytes(pid: int) -> int:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_snapshot() -> dict[int, tuple[str, float]]:
-    """{pid: (command name, user + system CPU seconds)} for every process now."""
-    found: dict[int, tuple[str, float]] = {}
+@dataclass(frozen=True, kw_only=True)
+class CpuReading:
+    """Every process's CPU counters and the machine's, at one moment (Linux /proc)."""
+
+    procs: dict[int, cputime.ProcCpu]
+    machine: cputime.MachineCpu
+    at_s: float  # time.monotonic()
+
+
+def cpu_snapshot() -> dict[int, cputime.ProcCpu]:
+    """{pid: its /proc/<pid>/stat} for every process now (those gone while reading skipped)."""
+    found: dict[int, cputime.ProcCpu] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
-                text = stat.read()
-        except OSError:
+                found[int(entry)] = cputime.parse_proc_stat(stat.read(), _CLOCK_TICKS)
+        except (OSError, ValueError, IndexError):
             continue
-        name = text[text.find("(") + 1 : text.rfind(")")]
-        fields = text[text.rfind(")") + 2 :].split()
-        found[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
     return found
 
 
+def cpu_reading() -> CpuReading:
+    with open("/proc/stat", encoding="ascii") as stat:
+        machine = cputime.parse_machine_stat(stat.read(), _CLOCK_TICKS)
+    return CpuReading(procs=cpu_snapshot(), machine=machine, at_s=time.monotonic())
+
+
+def postmaster_pid(settings: Settings) -> int | None:
+    """The embedded PostgreSQL's postmaster (first line of its postmaster.pid); None when the
+    database is not the embedded one."""
+    try:
+        text = (settings.data_dir / "postgres" / "postmaster.pid").read_text(encoding="ascii")
+        return int(text.split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_roots(
+    settings: Settings, procs: Mapping[int, cputime.ProcCpu], names: Mapping[int, str]
+) -> dict[int, str]:
+    """The processes whose subtrees are measured: ours by name, plus the embedded
+    PostgreSQL's postmaster ("postgres", every backend under it) and the embedded broker
+    ("broker": a child of this process running the Tansu binary)."""
+    roots = dict(names)
+    postmaster = postmaster_pid(settings)
+    if postmaster is not None:
+        roots[postmaster] = "postgres"
+    for pid in cputime.children_of(procs.values(), os.getpid(), "tansu"):
+        roots[pid] = "broker"
+    return roots
+
+
 def cpu_by_role(
-    before: Mapping[int, tuple[str, float]],
-    after: Mapping[int, tuple[str, float]],
-    names: Mapping[int, str],
+    before: Mapping[int, cputime.ProcCpu],
+    after: Mapping[int, cputime.ProcCpu],
+    roots: Mapping[int, str],
 ) -> dict[str, float]:
-    """CPU seconds spent between two snapshots, by our name for a pid, else by command name
-    (every postgres backend under "postgres"). Processes gone by `after` are not counted."""
-    spent: dict[str, float] = {}
-    for pid, (command, seconds) in after.items():
-        used = seconds - before.get(pid, (command, 0.0))[1]
-        if used <= 0:
-            continue
-        label = names.get(pid) or ("broker" if command.startswith("tansu") else command)
-        spent[label] = round(spent.get(label, 0.0) + used, 2)
-    return dict(sorted(spent.items(), key=lambda item: -item[1]))
+    """CPU seconds each root's subtree spent between two snapshots, rounded, most first.
+    Processes under no root (other jobs on the machine) are not counted."""
+    return {k: round(v, 2) for k, v in cputime.spent_between(before, after, roots).items()}
 
 
 class RssSampler:
@@ -220,6 +252,34 @@ class RssSampler:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class GaugeSampler:
+    """The sum of one gauge over some processes' /metrics, sampled every interval_s until
+    stopped; `mean` over the samples. A scrape that fails is skipped."""
+
+    def __init__(self, ports: Sequence[int], name: str, interval_s: float = 0.5) -> None:
+        self.ports = list(ports)
+        self.name = name
+        self.interval_s = interval_s
+        self.values: list[float] = []
+        self._stop = anyio.Event()
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while not self._stop.is_set():
+                with contextlib.suppress(aiohttp.ClientError, OSError, ValueError):
+                    texts = [await scrape(session, port) for port in self.ports]
+                    self.values.append(sum(measures.gauge(t, self.name) for t in texts))
+                with anyio.move_on_after(self.interval_s):
+                    await self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values) / len(self.values) if self.values else None
 
 
 async def simulator_stats(session: aiohttp.ClientSession, settings: Settings) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Pure arithmetic the benchmarks share: histogram quantiles from /metrics text, windowed send
-rates, the send mix a campaign implies, and the `lost` figure. No I/O here, so it is unit
-tested (tests/unit/test_bench_helpers.py)."""
+"""Pure arithmetic the benchmarks share: histogram quantiles and gauges from /metrics text,
+windowed send rates, the send mix a campaign implies, and the `lost` figure. No I/O here, so
+it is unit tested (tests/unit/test_bench_helpers.py); CPU time is in cputime.py."""
 
 from __future__ import annotations
 
@@ -45,6 +45,18 @@ def histogram(metrics_text: str, name: str) -> Histogram:
             elif sample.name == f"{name}_count":
                 total_count += sample.value
     return Histogram(buckets=tuple(sorted(by_bound.items())), sum=total_sum, count=total_count)
+
+
+def gauge(metrics_text: str, name: str) -> float:
+    """The gauge `name` from Prometheus text exposition, summed over its label sets (0 when
+    absent)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        if family.name == name
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:

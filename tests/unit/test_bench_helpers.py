@@ -129,3 +129,17 @@ def test_planned_sends_follow_the_simulators_paths(measures: ModuleType) -> None
     assert [s.attempt for s in sends] == sorted(s.attempt for s in sends)
     first_sms = next(s for s in sends if s.channel is Channel.SMS)
     assert first_sms.attempt == 3 and first_sms.phone.endswith(("8", "9"))
+
+
+def test_gauge_sums_label_sets(measures: ModuleType) -> None:
+    text = (
+        "# HELP herald_sends_in_flight Provider requests awaiting an answer.\n"
+        "# TYPE herald_sends_in_flight gauge\n"
+        "herald_sends_in_flight 17.0\n"
+        "# TYPE herald_lanes gauge\n"
+        'herald_lanes{lane="a"} 2.0\n'
+        'herald_lanes{lane="b"} 3.0\n'
+    )
+    assert measures.gauge(text, "herald_sends_in_flight") == 17.0
+    assert measures.gauge(text, "herald_lanes") == 5.0
+    assert measures.gauge(text, "herald_nothing") == 0.0

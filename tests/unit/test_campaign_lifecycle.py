@@ -149,3 +149,17 @@ def test_docs_api_lists_every_transition() -> None:
     assert arrows == {
         (a, to) for (a, _), to in TABLE.items() if a is not S.DRAFT or to is not S.DRAFT
     }
+
+
+def test_only_the_campaigns_store_writes_a_campaign_row() -> None:
+    """Every write of `campaigns` (and so of its status) is in queries/campaigns.sql, owned
+    by store/campaigns.py, whose one status UPDATE is the `transition` block."""
+    queries = Path(__file__).resolve().parents[2] / "src" / "herald" / "store" / "queries"
+    writes = re.compile(r"\b(UPDATE|INSERT INTO)\s+campaigns\b(?!_)", re.IGNORECASE)
+    for path in queries.glob("*.sql"):
+        if path.name != "campaigns.sql":
+            assert not writes.search(path.read_text()), path.name
+    blocks = (queries / "campaigns.sql").read_text().split("-- name: ")
+    sets_status = re.compile(r"UPDATE campaigns\b(?!_)[^;]*?\bSET\s+status\b", re.DOTALL)
+    setting_status = [b.split()[0] for b in blocks if sets_status.search(b)]
+    assert setting_status == ["transition"]

@@ -13,7 +13,7 @@ import asyncpg
 
 from herald.domain.campaign import CampaignStatus, Command, ending, move
 from herald.domain.channels import Channel
-from herald.domain.events import CampaignConfirmed, variant_starts
+from herald.domain.events import CampaignConfirmed, parse_campaign_confirmed, variant_starts
 from herald.domain.phone import canonical
 from herald.domain.segments import Compiled
 from herald.domain.status import CounterDelta
@@ -324,6 +324,42 @@ async def transition(
         pause_reason,
     )
     return [r["id"] for r in rows]
+
+
+async def insert_cancelled(
+    conn: asyncpg.Pool | asyncpg.Connection, account_id: str, campaign_id: str
+) -> bool:
+    """A confirmed draft of the account without its pipeline row (its event still on the way)
+    gets one, already cancelled, so the scheduler's own insert of it does nothing. False when
+    the row exists: `transition` moves that one."""
+    inserted = await conn.fetchval(sql("campaigns", "insert_cancelled"), account_id, campaign_id)
+    return inserted is not None
+
+
+async def rewrite_scheduled(
+    conn: asyncpg.Connection,
+    account_id: str,
+    campaign_id: str,
+    name: str,
+    event: Mapping[str, Any],
+) -> bool:
+    """A scheduled campaign that has not started takes its changed event (the row is created
+    if its first event is still on the way); False once the scheduler has started it."""
+    parsed = parse_campaign_confirmed(event)
+    written = await conn.fetchval(
+        sql("campaigns", "rewrite_scheduled"),
+        account_id,
+        campaign_id,
+        name,
+        parsed.sending_mode.value,
+        dict(event),
+        parsed.scheduled_at,
+        parsed.batch_size,
+        parsed.batch_delay_ms,
+        parsed.fallback_window_s,
+        [s.value for s in move(Command.RESCHEDULE)[0]],
+    )
+    return written is not None
 
 
 async def resume(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> bool:

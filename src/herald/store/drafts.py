@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from herald.domain.campaign import CampaignStatus, Command, Transition, apply, move
+from herald.domain.campaign import CampaignStatus, Command, Transition, apply
 from herald.domain.events import parse_campaign_confirmed
 from herald.domain.phone import canonical
 from herald.domain.segments import Compiled
@@ -241,17 +241,12 @@ async def cancel(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> bool:
     """Final. A confirmed draft without its pipeline row yet (its event still on the way) gets
     one here, already cancelled, so the scheduler's own insert of it does nothing. Recipients
     nobody holds are marked cancelled at once (campaigns.cancel_unsent)."""
-    if not await _end_before_admission(pool, account_id, campaign_id) and not (
+    if not await campaigns.insert_cancelled(pool, account_id, campaign_id) and not (
         await campaigns.transition(pool, Command.CANCEL, [campaign_id], account_id=account_id)
     ):
         return False
     await campaigns.cancel_unsent(pool, campaign_id)
     return True
-
-
-async def _end_before_admission(conn: Conn, account_id: str, campaign_id: str) -> bool:
-    inserted = await conn.fetchval(sql("drafts", "insert_cancelled"), account_id, campaign_id)
-    return inserted is not None
 
 
 async def sent_event(conn: Conn, account_id: str, campaign_id: str) -> Mapping[str, Any] | None:
@@ -273,20 +268,7 @@ async def reschedule(
 ) -> bool:
     """A confirmed campaign that has not started takes a changed draft and event; False once
     the scheduler has started it. In the caller's transaction, with the draft row locked."""
-    written = await conn.fetchval(
-        sql("drafts", "reschedule"),
-        account_id,
-        campaign_id,
-        d.name,
-        d.sending_mode,
-        dict(event),
-        d.scheduled_at,
-        event["batch_size"],
-        event["batch_delay_ms"],
-        event["fallback_window_s"],
-        [s.value for s in move(Command.RESCHEDULE)[0]],
-    )
-    if written is None:
+    if not await campaigns.rewrite_scheduled(conn, account_id, campaign_id, d.name, event):
         return False
     await conn.execute(
         sql("drafts", "update_confirmed"), account_id, campaign_id, *_fields(d), dict(event)
@@ -297,7 +279,7 @@ async def reschedule(
 async def delete_scheduled(conn: asyncpg.Connection, account_id: str, campaign_id: str) -> bool:
     """Cancels a confirmed campaign that has not started and hides it; False once started.
     In the caller's transaction."""
-    if not await _end_before_admission(conn, account_id, campaign_id) and not (
+    if not await campaigns.insert_cancelled(conn, account_id, campaign_id) and not (
         await campaigns.transition(conn, Command.DELETE, [campaign_id], account_id=account_id)
     ):
         return False

@@ -190,6 +190,36 @@ WHERE c.id = ANY ($1::text[]) AND ($2::text IS NULL OR c.account_id = $2)
   AND c.status = ANY ($4::text[])
 RETURNING c.id;
 
+-- name: insert_cancelled
+-- A confirmed campaign of the account cancelled before the scheduler received it: its
+-- pipeline row is created here, already cancelled, so the scheduler's own insert of that
+-- campaign is a no-op. Nothing when the row exists (store/campaigns.transition moves it).
+INSERT INTO campaigns (id, account_id, name, status, sending_mode, event, scheduled_at,
+                       batch_size, batch_delay_ms, fallback_window_s, completed_at)
+SELECT d.id, d.account_id, d.name, 'cancelled', d.sending_mode, d.event, d.scheduled_at,
+       coalesce((d.event ->> 'batch_size')::integer, 100000),
+       coalesce((d.event ->> 'batch_delay_ms')::integer, 0),
+       coalesce((d.event ->> 'fallback_window_s')::integer, 900), now()
+FROM campaign_drafts d
+WHERE d.account_id = $1 AND d.id = $2 AND d.confirmed_at IS NOT NULL AND d.deleted_at IS NULL
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: rewrite_scheduled
+-- A confirmed campaign that has not started takes its changed event: the pipeline row is
+-- rewritten only while it is still scheduled and unexpanded, or created now (so that the
+-- scheduler's own insert of the earlier event, still on its way, does nothing). $10: the
+-- statuses a reschedule is allowed from (domain/campaign).
+INSERT INTO campaigns AS c (id, account_id, name, status, sending_mode, event, scheduled_at,
+                            batch_size, batch_delay_ms, fallback_window_s)
+VALUES ($2, $1, $3, 'scheduled', $4, $5::jsonb, $6, $7, $8, $9)
+ON CONFLICT (id) DO UPDATE
+SET name = EXCLUDED.name, sending_mode = EXCLUDED.sending_mode, event = EXCLUDED.event,
+    scheduled_at = EXCLUDED.scheduled_at, batch_size = EXCLUDED.batch_size,
+    batch_delay_ms = EXCLUDED.batch_delay_ms, fallback_window_s = EXCLUDED.fallback_window_s
+WHERE c.account_id = $1 AND c.status = ANY ($10::text[]) AND c.expanded_at IS NULL
+RETURNING c.id;
+
 -- name: cancel_unsent
 -- A cancelled campaign's recipients that no worker holds, marked cancelled at once with their
 -- counters: queued and never tried, in batches not yet due (pacing), which become due now.

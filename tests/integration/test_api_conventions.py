@@ -22,6 +22,7 @@ from tests.integration.api_support import (
     data,
     error,
     http,
+    sms_reported,
 )
 
 __all__ = ["alice", "api_app", "api_db_url", "api_pool", "bob", "http"]
@@ -285,11 +286,11 @@ async def test_ab_delivery_rate_is_rounded(alice: Caller, api_pool: asyncpg.Pool
     data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
     await _received_by_scheduler(api_pool, alice.account_id, cid)
     # Six recipients of variant a sent, five delivered: 0.8333…
-    await api_pool.execute(
-        "UPDATE recipients SET variant = 0, accepted = true, status = "
-        "CASE WHEN id = 1 THEN 'sent' ELSE 'delivered' END WHERE campaign_id = $1",
-        cid,
-    )
+    # (Slots 37, 74, 11, 48, 85 and 22 all fall in variant a's 0..98.)
+    for rid in range(1, 7):
+        await sms_reported(
+            api_pool, cid, rid, RecipientStatus.SENT if rid == 1 else RecipientStatus.DELIVERED
+        )
     (a, _) = data(await alice.get(f"/v1/campaigns/{cid}/ab-test"))["variants"]
     assert (a["sent"], a["delivered"]) == (6, 5)
     assert a["delivery_rate"] == 0.8333

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck faults bench bench-control clean
+.PHONY: demo test check lint typecheck faults bench bench-control bench-reads clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench: $(STAMP)
 
 bench-control: $(STAMP)
 	$(BIN)/python load-tests/bench_control.py
+
+# Reads of one 10,000,000-recipient campaign (several GB and minutes to generate; smaller with
+# `make bench-reads READS_RECIPIENTS=1000000`).
+READS_RECIPIENTS ?= 10000000
+bench-reads: $(STAMP)
+	$(BIN)/python load-tests/bench_reads.py --recipients $(READS_RECIPIENTS)
 
 clean:
 	rm -rf $(VENV) .herald-data .pytest_cache .mypy_cache .ruff_cache

@@ -144,13 +144,13 @@ class StatusFolder:
                         group.append(event)
             lengths = {cid: len(steps) for cid, steps in chains.items()}
 
-            current = await recipients.lock_states(conn, by_recipient)
+            current, variants = await recipients.lock_states(conn, by_recipient)
             result.orphans = by_recipient.keys() - current.keys()
             # PostgreSQL and Python take turns in a fold; with two queries each sent before
             # the Python work that does not need their answer, they work side by side.
             locked, rfold = await _meanwhile(
                 attempts.lock_states(conn, (k for k in by_attempt if k[:2] in current)),
-                lambda: _fold_recipients(by_recipient, current, lengths),
+                lambda: _fold_recipients(by_recipient, current, lengths, variants),
             )
             _, afold = await _meanwhile(
                 recipients.write_states(conn, rfold.writes),
@@ -161,6 +161,10 @@ class StatusFolder:
             await campaigns.apply_counters(
                 conn, {k: CounterDelta.of(v) for k, v in rfold.totals.items()}
             )
+            if rfold.variant_totals:
+                await campaigns.apply_variant_counters(
+                    conn, {k: CounterDelta.of(v) for k, v in rfold.variant_totals.items()}
+                )
             await campaigns.apply_channel_counters(
                 conn, {k: CounterDelta.of(v) for k, v in afold.channel_totals.items()}
             )
@@ -306,6 +310,8 @@ async def _meanwhile(query: Coroutine[Any, Any, T], work: Callable[[], U]) -> tu
 class _RecipientFold:
     writes: list[tuple[tuple[str, int], RecipientState]]
     totals: dict[str, list[int]]
+    # (campaign, A/B variant) -> the same sums, for recipients that have a variant.
+    variant_totals: dict[tuple[str, int], list[int]]
     folded_callbacks: dict[tuple[str, RecipientStatus, bool], int]
     changed: int
 
@@ -314,14 +320,17 @@ def _fold_recipients(
     by_recipient: dict[tuple[str, int], list[StatusEvent]],
     current: dict[tuple[str, int], RecipientState],
     lengths: dict[str, int],
+    variants: dict[tuple[str, int], int],
 ) -> _RecipientFold:
-    """Recipients' new states, counter totals per campaign and callback counts (metrics are
-    gathered per fold: a labels() call per event costs more than the fold itself). Runs once
-    per event: plain tuples and dict lookups only."""
+    """Recipients' new states, counter totals per campaign and per A/B variant (`variants`:
+    the locked recipients that have one) and callback counts (metrics are gathered per fold: a
+    labels() call per event costs more than the fold itself). Runs once per event: plain
+    tuples and dict lookups only."""
     writes: list[tuple[tuple[str, int], RecipientState]] = []
     folded_callbacks: dict[tuple[str, RecipientStatus, bool], int] = {}
-    # Counters as flag tuples per transition, counted, then summed once.
-    transitions: dict[tuple[str, RecipientState, RecipientState], int] = {}
+    # Counters as flag tuples per transition (and variant), counted, then summed once.
+    transitions: dict[tuple[str, int | None, RecipientState, RecipientState], int] = {}
+    variant_of = variants.get
     changed = 0
     for key, evs in by_recipient.items():
         before = current.get(key)
@@ -331,7 +340,7 @@ def _fold_recipients(
         moved = after != before
         if moved:
             writes.append((key, after))
-            tkey = (key[0], before, after)
+            tkey = (key[0], variant_of(key), before, after)
             transitions[tkey] = transitions.get(tkey, 0) + 1
             changed += len(evs)
         for e in evs:
@@ -339,10 +348,18 @@ def _fold_recipients(
                 ckey = (e.channel, e.status, moved)
                 folded_callbacks[ckey] = folded_callbacks.get(ckey, 0) + 1
     totals: dict[str, list[int]] = {}
-    for (cid, before, after), n in transitions.items():
-        _add(totals.setdefault(cid, [0] * 7), delta_flags(before, after), n)
+    variant_totals: dict[tuple[str, int], list[int]] = {}
+    for (cid, variant, before, after), n in transitions.items():
+        flags = delta_flags(before, after)
+        _add(totals.setdefault(cid, [0] * 7), flags, n)
+        if variant is not None:
+            _add(variant_totals.setdefault((cid, variant), [0] * 7), flags, n)
     return _RecipientFold(
-        writes=writes, totals=totals, folded_callbacks=folded_callbacks, changed=changed
+        writes=writes,
+        totals=totals,
+        variant_totals=variant_totals,
+        folded_callbacks=folded_callbacks,
+        changed=changed,
     )
 
 

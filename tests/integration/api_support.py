@@ -17,8 +17,10 @@ from herald.api.app import create_app
 from herald.api.config import ApiConfig
 from herald.api.errors import ErrorCode
 from herald.api.keys import create_account_key
+from herald.domain.status import RecipientStatus, StatusEvent
 from herald.embedded import EmbeddedPostgres
-from herald.store import db
+from herald.status import StatusFolder
+from herald.store import attempts, db
 from tests.conftest import cloned_database
 
 
@@ -112,3 +114,32 @@ def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert body["meta"]["timestamp"].endswith("Z"), body
     detail: dict[str, Any] = body["error"]
     return detail
+
+
+async def sms_reported(
+    pool: asyncpg.Pool,
+    campaign_id: str,
+    recipient_id: int,
+    status: RecipientStatus,
+    **fields: Any,
+) -> None:
+    """The recipient's SMS attempt reported `status`, through the status fold: the one writer
+    of recipient states and of the counters the API's reads answer from."""
+    await attempts.insert_pending(pool, campaign_id, [recipient_id], [1], "sms", "sms")
+    folder = StatusFolder(pool=pool, dead_letter=None)  # type: ignore[arg-type]
+    await folder.fold(
+        [
+            StatusEvent(
+                campaign_id=campaign_id,
+                recipient_id=recipient_id,
+                attempt=1,
+                channel="sms",
+                status=status,
+                occurred_at_ms=0,
+                source="sms",
+                provider_message_id=f"pm-{campaign_id}-{recipient_id}",
+                accepted=status is not RecipientStatus.FAILED,
+                **fields,
+            )
+        ]
+    )

@@ -13,8 +13,9 @@ import httpx
 from herald.demo import campaign_event
 from herald.domain.channels import SendingMode
 from herald.domain.events import parse_campaign_confirmed
+from herald.domain.status import RecipientStatus
 from herald.store import campaigns
-from tests.integration.api_support import Caller, data, error
+from tests.integration.api_support import Caller, data, error, sms_reported
 
 
 async def _contacts(caller: Caller, n: int, tag: str) -> list[str]:
@@ -242,10 +243,13 @@ async def test_pause_resume_cancel_and_recipients(
     resumed = data(await alice.post(f"/v1/campaigns/{cid}/resume"))
     assert resumed["status"] == "sending" and resumed["pause_reason"] is None
 
-    await api_pool.execute(
-        "UPDATE recipients SET status = 'failed', channel = 'sms', error_code = '30003', "
-        "error_description = 'Unreachable' WHERE campaign_id = $1 AND id = 2",
+    await sms_reported(
+        api_pool,
         cid,
+        2,
+        RecipientStatus.FAILED,
+        error_code="30003",
+        error_description="Unreachable",
     )
     failed = data(await alice.get(f"/v1/campaigns/{cid}/recipients", status="failed"))
     assert [(r["id"], r["error_code"]) for r in failed] == [(2, "30003")]
@@ -463,11 +467,8 @@ async def test_ab_test_variants_go_into_the_event_and_count_per_variant(
     assert bodies == ["Hi {{first_name}}", "Hello {{first_name}}, 20% off"]
 
     await _received_by_scheduler(api_pool, alice.account_id, cid)
-    await api_pool.execute(
-        "UPDATE recipients SET status = 'delivered', accepted = true "
-        "WHERE campaign_id = $1 AND variant = 1",
-        cid,
-    )
+    # Recipient 2 (slot 74) is the second variant's only one.
+    await sms_reported(api_pool, cid, 2, RecipientStatus.DELIVERED)
     after = data(await alice.get(f"/v1/campaigns/{cid}/ab-test"))["variants"]
     # Slots of recipients 1-4 are 37, 74, 11, 48: the split is exact per 100, not per 4.
     assert [(v["recipients"], v["sent"], v["delivered"], v["pending"]) for v in after] == [

@@ -12,7 +12,7 @@ import asyncpg
 from herald.domain.events import parse_campaign_confirmed
 from herald.domain.status import RecipientState, RecipientStatus
 from herald.store import campaigns, recipients
-from tests.integration.api_support import Caller, data, error
+from tests.integration.api_support import Caller, data, error, sms_reported
 
 
 async def _draft(caller: Caller, **fields: Any) -> str:
@@ -273,11 +273,11 @@ async def test_ab_delivery_rate_is_rounded(alice: Caller, api_pool: asyncpg.Pool
     data(await alice.post(f"/v1/campaigns/{cid}/send"), 202)
     await _received_by_scheduler(api_pool, alice.account_id, cid)
     # Six recipients of variant a sent, five delivered: 0.8333…
-    await api_pool.execute(
-        "UPDATE recipients SET variant = 0, accepted = true, status = "
-        "CASE WHEN id = 1 THEN 'sent' ELSE 'delivered' END WHERE campaign_id = $1",
-        cid,
-    )
+    # (Slots 37, 74, 11, 48, 85 and 22 all fall in variant a's 0..98.)
+    for rid in range(1, 7):
+        await sms_reported(
+            api_pool, cid, rid, RecipientStatus.SENT if rid == 1 else RecipientStatus.DELIVERED
+        )
     (a, _) = data(await alice.get(f"/v1/campaigns/{cid}/ab-test"))["variants"]
     assert (a["sent"], a["delivered"]) == (6, 5)
     assert a["delivery_rate"] == 0.8333

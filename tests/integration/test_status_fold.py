@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from herald.demo import campaign_event
+from herald.domain.campaign import Command
 from herald.domain.channels import SendingMode
 from herald.domain.events import parse_campaign_confirmed
 from herald.domain.status import (
@@ -22,7 +23,7 @@ from herald.domain.status import (
     for_recipient,
 )
 from herald.status import StatusFolder
-from herald.store import attempts, campaigns, db, recipients
+from herald.store import attempts, campaigns, db, drafts, recipients
 
 CAMPAIGN = "fold-c1"
 RECIPIENTS = 60
@@ -197,6 +198,75 @@ async def test_fold_matches_the_pure_machine_and_recount(pg_url: str, seed: int)
         await folder.fold(events)
         assert (await _states(pool), await campaigns.recount(pool, CAMPAIGN)) == before
         assert await campaigns.counters(pool, CAMPAIGN) == counted
+    finally:
+        await pool.close()
+
+
+async def _assert_exact(pool: asyncpg.Pool) -> None:
+    kept = await campaigns.counters(pool, CAMPAIGN)
+    assert kept is not None
+    for field, value in (await campaigns.recount(pool, CAMPAIGN)).items():
+        assert getattr(kept, field) == value, field
+    assert await drafts.variant_counters(pool, CAMPAIGN) == (
+        await drafts.variant_recount(pool, CAMPAIGN)
+    )
+
+
+async def test_variant_counters_equal_a_recount_after_folds_and_a_cancel(pg_url: str) -> None:
+    """The A/B report's counters, set at expansion and moved by the fold (duplicated,
+    reordered callbacks) and by a cancel that marks the unsent batches in SQL, equal a
+    recount from the recipient rows at every step."""
+    rng = random.Random(7)
+    pool = await db.create_pool(pg_url)
+    try:
+        raw = campaign_event(
+            campaign_id=CAMPAIGN, account_id="a", mode=SendingMode.WHATSAPP_RCS_SMS, tags=[]
+        )
+        raw["audience"] = {"destinations": [f"+1415555{i:04d}" for i in range(RECIPIENTS)]}
+        raw["variants"] = [
+            {"name": name, "weight": weight, "content": raw["content"]}
+            for name, weight in (("A", 50), ("B", 30), ("C", 20))
+        ]
+        # Batches of 20, a minute apart: only the first is due, so a cancel finds two later
+        # batches to mark in SQL.
+        raw["batch_size"], raw["batch_delay_ms"] = 20, 60_000
+        event = parse_campaign_confirmed(raw)
+        assert await campaigns.insert(pool, event, raw)
+        async with pool.acquire() as conn, conn.transaction():
+            assert await campaigns.expand(conn, event) == RECIPIENTS
+        counted = await drafts.variant_counters(pool, CAMPAIGN)
+        assert sorted(counted) == [0, 1, 2]
+        assert sum(v["recipients"] for v in counted.values()) == RECIPIENTS
+        await _assert_exact(pool)
+
+        sent = list(range(1, 21))
+        for attempt, channel in enumerate(CHAIN, start=1):
+            await attempts.insert_pending(
+                pool, CAMPAIGN, sent, [attempt] * len(sent), channel, channel
+            )
+        events = [e for rid in sent for e in _history(rng, rid)]
+        rng.shuffle(events)
+        folder = StatusFolder(pool=pool, dead_letter=_NoDeadLetters())  # type: ignore[arg-type]
+        half = len(events) // 2
+        await folder.fold(events[:half])
+        await _assert_exact(pool)
+
+        assert await campaigns.transition(pool, Command.CANCEL, [CAMPAIGN])
+        assert await campaigns.cancel_unsent(pool, CAMPAIGN) == RECIPIENTS - len(sent)
+        await _assert_exact(pool)
+        by_variant = await drafts.variant_counters(pool, CAMPAIGN)
+        assert sum(v["cancelled"] for v in by_variant.values()) >= RECIPIENTS - len(sent)
+
+        # The rest, then everything again in another order (duplicates): still exact.
+        await folder.fold(events[half:])
+        rng.shuffle(events)
+        await folder.fold(events)
+        await _assert_exact(pool)
+        final = await drafts.variant_counters(pool, CAMPAIGN)
+        assert (
+            sum(v["recipients"] - v["pending"] for v in final.values())
+            == (await campaigns.recount(pool, CAMPAIGN))["final"]
+        )
     finally:
         await pool.close()
 

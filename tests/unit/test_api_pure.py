@@ -13,9 +13,11 @@ from herald.api import pagination
 from herald.api.campaign_spec import CampaignIn, build_event, estimate_cost, message_units
 from herald.api.errors import ApiError, ErrorCode, field_of, validation_error
 from herald.api.fields import like_pattern, search_query
+from herald.api.recipients import counted_total
 from herald.api.templates import check_template, send_components
 from herald.domain.channels import SendingMode
 from herald.domain.events import parse_campaign_confirmed
+from herald.domain.status import RecipientStatus
 
 NOW = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
 
@@ -200,3 +202,37 @@ def test_cost_counts_sms_segments() -> None:
     assert message_units(_spec(channel="sms", body="中" * 71), {}) == 2
     assert message_units(_spec(channel="email", body="x" * 500), {}) == 1
     assert estimate_cost(1000, 2, Decimal("0.0079")) == Decimal("15.800000")
+
+
+_COUNTERS = {
+    "total_recipients": 100,
+    "delivered": 40,
+    "read": 15,
+    "failed": 10,
+    "skipped": 5,
+    "cancelled": 3,
+    "final": 58,
+}
+
+
+@pytest.mark.parametrize(
+    ("counters", "status", "total"),
+    [
+        (_COUNTERS, RecipientStatus.DELIVERED, 25),
+        (_COUNTERS, RecipientStatus.READ, 15),
+        (_COUNTERS, RecipientStatus.FAILED, 10),
+        (_COUNTERS, RecipientStatus.SKIPPED, 5),
+        (_COUNTERS, RecipientStatus.CANCELLED, 3),
+        # Open recipients: queued and sent need a count.
+        (_COUNTERS, RecipientStatus.QUEUED, None),
+        (_COUNTERS, RecipientStatus.SENT, None),
+        ({**_COUNTERS, "final": 100}, RecipientStatus.SENT, 0),
+        # A draft: nothing counted, no rows.
+        (dict.fromkeys(_COUNTERS), RecipientStatus.QUEUED, 0),
+        (dict.fromkeys(_COUNTERS), RecipientStatus.FAILED, 0),
+    ],
+)
+def test_filtered_recipient_totals_from_counters(
+    counters: dict[str, Any], status: RecipientStatus, total: int | None
+) -> None:
+    assert counted_total(counters, status) == total

@@ -9,7 +9,13 @@ import pytest
 
 from herald.demo import campaign_event
 from herald.domain.channels import Channel, SendingMode, chain
-from herald.domain.events import EventError, parse_campaign_confirmed, variant_of, variant_starts
+from herald.domain.events import (
+    EventError,
+    parse_campaign_confirmed,
+    variant_of,
+    variant_sizes,
+    variant_starts,
+)
 
 
 def valid(mode: SendingMode = SendingMode.WHATSAPP_RCS_SMS) -> dict[str, Any]:
@@ -117,6 +123,15 @@ def test_variants_parse_with_their_own_content() -> None:
     assert event.content_for(7) is event.content
     assert variant_starts(event.variants) == [0, 60]
     assert variant_starts(()) is None
+
+
+@pytest.mark.parametrize("total", [0, 1, 37, 99, 100, 101, 250, 1_234])
+@pytest.mark.parametrize("starts", [[0, 60], [0, 50, 80], [0, 1, 2, 3, 99]])
+def test_variant_sizes_are_the_assignment_counted(total: int, starts: list[int]) -> None:
+    counted = [0] * len(starts)
+    for recipient_id in range(1, total + 1):
+        counted[variant_of(recipient_id, starts)] += 1
+    assert variant_sizes(total, starts) == counted
 
 
 @pytest.mark.parametrize(

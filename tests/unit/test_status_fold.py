@@ -20,6 +20,7 @@ from herald.domain.status import (
     parse_message_id,
     to_wire,
 )
+from herald.status import _fold_recipients
 
 Q, S, D, R, F, K = (
     RecipientStatus.QUEUED,
@@ -213,3 +214,28 @@ def test_fold_with_chain_length_is_for_recipient_on_every_permutation() -> None:
             mapped = [for_recipient(e, length) for e in order]
             assert fold(QUEUED, order, length) == fold(QUEUED, mapped)
             assert RANK[fold(QUEUED, order, length).status] >= RANK[Q]
+
+
+def test_recipient_fold_sums_counters_per_campaign_and_per_variant() -> None:
+    """Recipients 1 and 2 are variant 0, 3 is variant 1, 4 has none: the variant sums add up
+    to the campaign's over the recipients that have a variant; duplicates count once."""
+    by_recipient = {
+        ("c1", rid): [e._replace(recipient_id=rid) for e in events]
+        for rid, events in {
+            1: [ev(S), ev(D), ev(D)],
+            2: [ev(F, code="21211")],
+            3: [ev(S), ev(S)],
+            4: [ev(S), ev(R)],
+        }.items()
+    }
+    current = dict.fromkeys(by_recipient, QUEUED)
+    folded = _fold_recipients(
+        by_recipient, current, {"c1": 1}, {("c1", 1): 0, ("c1", 2): 0, ("c1", 3): 1}
+    )
+    # sent, delivered, read, failed, skipped, cancelled, final
+    assert folded.totals == {"c1": [3, 2, 1, 1, 0, 0, 3]}
+    assert folded.variant_totals == {
+        ("c1", 0): [1, 1, 0, 1, 0, 0, 2],
+        ("c1", 1): [1, 0, 0, 0, 0, 0, 0],
+    }
+    assert _fold_recipients(by_recipient, current, {"c1": 1}, {}).variant_totals == {}

@@ -191,21 +191,28 @@ async def campaign_recipients(
     # recipients.id is a PostgreSQL integer.
     after = 0 if position is None else pagination.serial(position[0], maximum=2**31 - 1)
     event = await drafts.sent_event(pool, account, current["id"]) or {}
-    rows = await recipients.page(
-        pool,
-        current["id"],
-        status=status.value if status else None,
-        after_id=after,
-        limit=paging.limit + 1,
+    if status is None:
+        # The pipeline's exact counter; a draft or a campaign not yet expanded has none.
+        total: int | None = current["total_recipients"] or 0
+    else:
+        total = counted_total(current, status)
+    rows = (
+        []
+        if total == 0
+        else await recipients.page(
+            pool,
+            current["id"],
+            status=status.value if status else None,
+            after_id=after,
+            limit=paging.limit + 1,
+        )
     )
     items, cursor = pagination.split(rows, paging.limit, "recipients", lambda r: (r["id"],))
-    if status is not None:
+    if total is None:
+        assert status is not None
         total = await recipients.count(
             pool, current["id"], status=status.value, up_to=MAX_TOTAL + 1
         )
-    else:
-        # The pipeline's exact counter; a draft or a campaign not yet expanded has none.
-        total = current["total_recipients"] or 0
     out = [
         {
             "id": r["id"],
@@ -234,6 +241,18 @@ async def campaign_recipients(
     return page(request, out, cursor, total=total)
 
 
+def counted_total(counters: Mapping[str, Any], status: RecipientStatus) -> int | None:
+    """How many of the campaign's recipients have `status`, from its exact counters (kept in
+    the transaction that moves the rows), so a filtered total reads no recipient rows; None
+    for queued and sent while recipients are still open: those two need a (bounded) count."""
+    total = counters["total_recipients"] or 0
+    if status is RecipientStatus.QUEUED or status is RecipientStatus.SENT:
+        return 0 if total - (counters["final"] or 0) <= 0 else None
+    if status is RecipientStatus.DELIVERED:
+        return (counters["delivered"] or 0) - (counters["read"] or 0)
+    return int(counters[status.value] or 0)
+
+
 def variables_of(event: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, object]:
     """What compose renders the recipient with (domain.compose: the first of contact id,
     phone and email with recipient_variables wins)."""
@@ -258,8 +277,8 @@ _OUTCOMES = ("recipients", "sent", "delivered", "read", "failed", "skipped", "ca
 async def ab_test_results(
     request: Request, campaign_id: str, account: Account, pool: Pool
 ) -> dict[str, Any]:
-    """Each variant's split and outcomes, recounted from the recipient rows (zeros until the
-    campaign is expanded)."""
+    """Each variant's split and outcomes, from the counters the status fold keeps exact
+    (zeros until the campaign is expanded)."""
     current = await existing(pool, account, campaign_id)
     event = await drafts.sent_event(pool, account, current["id"])
     if event is not None:

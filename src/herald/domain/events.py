@@ -169,6 +169,18 @@ def variant_of(recipient_id: int, starts: Sequence[int]) -> int:
     return max(i for i, start in enumerate(starts) if start <= slot)
 
 
+def variant_sizes(total: int, starts: Sequence[int]) -> list[int]:
+    """How many of the recipient ids 1..total expansion gives each variant: every full run of
+    100 ids gives each its weight, and the rest are counted one by one (at most 99)."""
+    sizes = [0] * len(starts)
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else SPLIT_TOTAL
+        sizes[i] = total // SPLIT_TOTAL * (end - start)
+    for recipient_id in range(total - total % SPLIT_TOTAL + 1, total + 1):
+        sizes[variant_of(recipient_id, starts)] += 1
+    return sizes
+
+
 def parse_campaign_confirmed(raw: object) -> CampaignConfirmed:
     if not isinstance(raw, Mapping):
         raise EventError("$", "event must be a JSON object")

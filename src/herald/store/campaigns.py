@@ -13,7 +13,12 @@ import asyncpg
 
 from herald.domain.campaign import CampaignStatus, Command, ending, move
 from herald.domain.channels import Channel
-from herald.domain.events import CampaignConfirmed, parse_campaign_confirmed, variant_starts
+from herald.domain.events import (
+    CampaignConfirmed,
+    parse_campaign_confirmed,
+    variant_sizes,
+    variant_starts,
+)
 from herald.domain.phone import canonical
 from herald.domain.segments import Compiled
 from herald.domain.status import CounterDelta
@@ -160,6 +165,16 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
         *segment.params,
     )
     total = int(status.split()[-1])
+    starts = variant_starts(event.variants)
+    if starts is not None:
+        # Ids are dense from 1 and a recipient's variant follows from its id, so the insert's
+        # row count gives each variant's size exactly, without reading the rows back.
+        await conn.execute(
+            sql("campaigns", "insert_variant_counters"),
+            event.campaign_id,
+            list(range(len(starts))),
+            variant_sizes(total, starts),
+        )
     if total:
         await conn.execute(
             sql("campaigns", "insert_batches"),
@@ -251,6 +266,20 @@ async def apply_counters(conn: asyncpg.Connection, deltas: Mapping[str, CounterD
             sql("campaigns", "apply_counters"),
             touched,
             *[[getattr(deltas[c], f) for c in touched] for f in _COUNTER_FIELDS],
+        )
+
+
+async def apply_variant_counters(
+    conn: asyncpg.Connection, deltas: Mapping[tuple[str, int], CounterDelta]
+) -> None:
+    """(campaign id, variant) -> delta, in the fold transaction after apply_counters."""
+    keys = sorted(k for k, d in deltas.items() if not d.is_zero)
+    if keys:
+        await conn.execute(
+            sql("campaigns", "apply_variant_counters"),
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            *[[getattr(deltas[k], f) for k in keys] for f in _COUNTER_FIELDS],
         )
 
 

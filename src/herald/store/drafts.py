@@ -258,8 +258,15 @@ async def sent_event(conn: Conn, account_id: str, campaign_id: str) -> Mapping[s
 
 
 async def variant_counters(conn: Conn, campaign_id: str) -> dict[int, Row]:
-    """Outcomes per A/B variant index, for a campaign the caller has checked is the account's."""
+    """Outcomes per A/B variant index, for a campaign the caller has checked is the account's
+    (the kept counters: a few rows)."""
     rows = await conn.fetch(sql("drafts", "variant_counters"), campaign_id)
+    return {r["variant"]: dict(r) for r in rows}
+
+
+async def variant_recount(conn: Conn, campaign_id: str) -> dict[int, Row]:
+    """variant_counters recounted from the recipient rows: what they must equal."""
+    rows = await conn.fetch(sql("drafts", "variant_recount"), campaign_id)
     return {r["variant"]: dict(r) for r in rows}
 
 

@@ -85,12 +85,15 @@ def _rows(rows: Sequence[asyncpg.Record]) -> list[RecipientRow]:
 
 async def lock_states(
     conn: asyncpg.Connection, keys: Iterable[RecipientKey]
-) -> dict[RecipientKey, RecipientState]:
-    """Locks the rows in key order (as every writer of them does) and returns their states."""
+) -> tuple[dict[RecipientKey, RecipientState], dict[RecipientKey, int]]:
+    """Locks the rows in key order (as every writer of them does) and returns their states,
+    and the A/B variant of those that have one (none when no campaign has a test)."""
     rows = await conn.fetch(sql("recipients", "lock_states"), json_rows(sorted(set(keys))))
     statuses = STATUSES
     # Positional reads and a named tuple per row: this runs once per folded recipient.
-    return {(r[0], r[1]): RecipientState(statuses[r[2]], r[3], r[4], r[5], r[6]) for r in rows}
+    states = {(r[0], r[1]): RecipientState(statuses[r[2]], r[3], r[4], r[5], r[6]) for r in rows}
+    variants = {(r[0], r[1]): r[7] for r in rows if r[7] is not None}
+    return states, variants
 
 
 async def write_states(

@@ -145,6 +145,24 @@ ON CONFLICT (campaign_id, channel) DO UPDATE
 SET sent = cc.sent + EXCLUDED.sent, delivered = cc.delivered + EXCLUDED.delivered,
     read = cc.read + EXCLUDED.read, failed = cc.failed + EXCLUDED.failed;
 
+-- name: apply_variant_counters
+-- Exact counter deltas per A/B variant from the status fold, after apply_counters (the
+-- campaign row is locked first, as cancel_unsent locks it, so the two cannot deadlock).
+INSERT INTO campaign_variant_counters AS v (campaign_id, variant, sent, delivered, read, failed,
+                                            skipped, cancelled, final)
+SELECT * FROM unnest($1::text[], $2::smallint[], $3::int[], $4::int[], $5::int[], $6::int[],
+                     $7::int[], $8::int[], $9::int[])
+ON CONFLICT (campaign_id, variant) DO UPDATE
+SET sent = v.sent + EXCLUDED.sent, delivered = v.delivered + EXCLUDED.delivered,
+    read = v.read + EXCLUDED.read, failed = v.failed + EXCLUDED.failed,
+    skipped = v.skipped + EXCLUDED.skipped, cancelled = v.cancelled + EXCLUDED.cancelled,
+    final = v.final + EXCLUDED.final;
+
+-- name: insert_variant_counters
+-- At expansion: each variant's recipients ($2 variant indexes, $3 their sizes).
+INSERT INTO campaign_variant_counters (campaign_id, variant, recipients)
+SELECT $1, * FROM unnest($2::smallint[], $3::int[]);
+
 -- name: finishing
 -- Campaigns of $1 in a status they can end from ($2) whose recipients are all final, locked
 -- for their ending (domain/campaign.ending decides completed or failed).
@@ -239,18 +257,29 @@ WITH later AS (
       AND r.status = 'queued'
       AND NOT EXISTS (SELECT 1 FROM attempts a
                       WHERE a.campaign_id = $1 AND a.recipient_id = r.id)
-    RETURNING r.id
+    RETURNING r.id, r.variant
 ), due_now AS (
     -- Made due, so a worker closes them (and cancels anything left queued in them).
     UPDATE batches b SET not_before = now(), published_at = NULL
     FROM later WHERE b.campaign_id = $1 AND b.batch_no = later.batch_no
     RETURNING b.batch_no
+), campaign AS (
+    UPDATE campaigns
+    SET cancelled = cancelled + (SELECT count(*) FROM gone),
+        final = final + (SELECT count(*) FROM gone)
+    WHERE id = $1 AND status = 'cancelled'
+    RETURNING (SELECT count(*) FROM gone) AS cancelled, (SELECT count(*) FROM due_now) AS batches
+), by_variant AS (
+    -- Joined to the campaign's update, so these rows are locked after the campaign row, in
+    -- the fold's order (apply_counters, then apply_variant_counters).
+    UPDATE campaign_variant_counters v
+    SET cancelled = v.cancelled + g.n, final = v.final + g.n
+    FROM campaign,
+         (SELECT variant, count(*) AS n FROM gone WHERE variant IS NOT NULL
+          GROUP BY variant) AS g
+    WHERE v.campaign_id = $1 AND v.variant = g.variant
 )
-UPDATE campaigns
-SET cancelled = cancelled + (SELECT count(*) FROM gone),
-    final = final + (SELECT count(*) FROM gone)
-WHERE id = $1 AND status = 'cancelled'
-RETURNING (SELECT count(*) FROM gone) AS cancelled, (SELECT count(*) FROM due_now) AS batches;
+SELECT cancelled, batches FROM campaign;
 
 -- name: count_by_status
 SELECT status, count(*) AS campaigns FROM campaigns GROUP BY status;

@@ -28,7 +28,8 @@ ORDER BY r.id;
 
 -- name: lock_states
 -- $1: JSON array of [campaign_id, id] (store.queries.json_rows). Columns are read by position.
-SELECT r.campaign_id, r.id, r.status, r.accepted, r.channel, r.error_code, r.error_description
+SELECT r.campaign_id, r.id, r.status, r.accepted, r.channel, r.error_code, r.error_description,
+       r.variant
 FROM recipients r
 JOIN (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS id
       FROM jsonb_array_elements($1::text::jsonb) AS x) AS k

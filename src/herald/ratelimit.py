@@ -8,7 +8,7 @@ RateState.
 Sends are paced by slots (GCRA, the virtual-scheduling form of a token bucket): each send
 takes the next slot, one interval after the one before. A new pacer starts empty, so the
 first second carries the rate and no burst; after a lull at most BURST_S worth of slots
-(whole ones) may go early, so any one-second window stays within the rate + 5 %. A slot is
+(whole ones) may go early, so any one-second window stays within the rate + 2 %. A slot is
 taken synchronously, so concurrent first sends cannot share one, and a rate change re-slots
 every waiter at once instead of letting the queue drain at the old rate.
 """
@@ -26,9 +26,11 @@ MIN_SHARE = 0.05  # never below 5% of the configured rate
 DECREASE = 0.5
 INCREASE_SHARE = 0.1
 INCREASE_EVERY_S = 1.0
-# After a lull up to 40 ms of sends may go early (whole slots only): enough to keep the rate
-# when a sender wakes late, small enough that a window carries at most 4 % over the rate.
-BURST_S = 0.04
+# After a lull up to 20 ms of sends may go early (whole slots only): enough to keep the rate
+# when a sender wakes late, small enough that a window carries at most 2 % over the rate,
+# which leaves the rest of the 5 % bound to the network's and the provider's jitter (a
+# provider counts arrivals, and a stalled hop bunches them).
+BURST_S = 0.02
 MIN_RATE_PER_S = 0.1
 
 

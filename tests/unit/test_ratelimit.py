@@ -15,6 +15,7 @@ from herald.delivery import Delivery
 from herald.domain.channels import Channel
 from herald.providers.directory import Directory
 from herald.ratelimit import (
+    BURST_S,
     AdaptiveLimiter,
     RateState,
     fresh_next_s,
@@ -78,7 +79,7 @@ def test_after_a_lull_the_burst_stays_within_five_percent(rate_per_s: float) -> 
     starts = _paced(rate_per_s, flood)
     assert _worst_window(starts) <= rate_per_s * 1.05
     # The lull's allowance is used: the flood's first sends do not wait.
-    assert sum(1 for s in starts if s == 3.0) >= math.floor(rate_per_s * 0.04)
+    assert sum(1 for s in starts if s == 3.0) >= math.floor(rate_per_s * BURST_S)
 
 
 def test_sends_woken_late_together_still_go_out_paced() -> None:
@@ -88,10 +89,12 @@ def test_sends_woken_late_together_still_go_out_paced() -> None:
     clock.now_s += 0.5  # the process stalled: every one of them wakes now, late
     assert all(w < clock.now_s for w in woken)
     out = [limiter.going_out() for _ in woken]
-    # The lull's small allowance (4 slots) goes at once, the rest one interval apart.
-    assert sum(1 for s in out if s == clock.now_s) == 1 + 4
-    assert out[-1] == pytest.approx(clock.now_s + 15 * 0.01)
-    assert _worst_window(out, window_s=0.1) <= 10 + 4
+    # The lull's small allowance (BURST_S: 2 slots at 100/s) goes at once, the rest one
+    # interval apart.
+    early = math.floor(100.0 * BURST_S)
+    assert sum(1 for s in out if s == clock.now_s) == 1 + early
+    assert out[-1] == pytest.approx(clock.now_s + (19 - early) * 0.01)
+    assert _worst_window(out, window_s=0.1) <= 10 + early
     # And the next wake-ups come after them, not in the past.
     assert limiter.reserve() >= out[-1]
 

@@ -286,7 +286,7 @@ async def test_cancel_before_the_scheduler_sees_it(alice: Caller, api_pool: asyn
     assert data(await alice.get(f"/v1/campaigns/{cid}"))["status"] == "cancelled"
 
 
-async def test_list_filters(alice: Caller) -> None:
+async def test_list_filters(alice: Caller, bob: Caller) -> None:
     for name, ready in [("Alpha promo", True), ("Beta promo", False), ("Gamma", False)]:
         data(
             await alice.post(
@@ -306,6 +306,12 @@ async def test_list_filters(alice: Caller) -> None:
     ]
     assert names(await alice.get("/v1/campaigns", ready_to_send="true")) == ["Alpha promo"]
     assert len(names(await alice.get("/v1/campaigns", status="draft,sending"))) == 3
+    # The total counts what the filters keep, on every page (Orbit's pagination.total).
+    first = (await alice.get("/v1/campaigns", search="promo", limit=1)).json()["meta"]
+    assert (first["total"], first["total_exact"], first["has_more"]) == (2, True, True)
+    rest = await alice.get("/v1/campaigns", search="promo", limit=1, cursor=first["next_cursor"])
+    assert rest.json()["meta"]["total"] == 2
+    assert (await bob.get("/v1/campaigns")).json()["meta"]["total"] == 0
     assert names(await alice.get("/v1/campaigns", draft="false")) == []
     assert len(names(await alice.get("/v1/campaigns", channel="sms"))) == 3
     assert names(await alice.get("/v1/campaigns", channel="email")) == []

@@ -26,7 +26,7 @@ from herald.api.campaign_spec import (
     parse_spec,
 )
 from herald.api.config import ApiConfig
-from herald.api.envelope import Envelope, ListEnvelope, ok, page
+from herald.api.envelope import MAX_TOTAL, Envelope, ListEnvelope, ok, page
 from herald.api.errors import ApiError, ErrorCode
 from herald.api.fields import STRICT, like_pattern, parse_uuid
 from herald.api.goal import estimate
@@ -330,8 +330,9 @@ async def list_campaigns(
         limit=paging.limit + 1,
     )
     items, cursor = pagination.split(rows, paging.limit, kind, pagination.time_id_position)
+    total = await drafts.count(pool, account, filters, up_to=MAX_TOTAL + 1)
     config = config_of(request)
-    return page(request, [campaign_out(r, config, full=False) for r in items], cursor)
+    return page(request, [campaign_out(r, config, full=False) for r in items], cursor, total=total)
 
 
 @router.get("/{campaign_id}", response_model=Envelope[Campaign])

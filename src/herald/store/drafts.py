@@ -92,7 +92,24 @@ async def page(
     limit: int,
 ) -> list[Row]:
     rows = await pool.fetch(
-        sql("drafts", "list"),
+        _filtered("list"), *_filter_params(account_id, f), after[0], after[1], ascending, limit
+    )
+    return [dict(r) for r in rows]
+
+
+async def count(pool: Conn, account_id: str, f: Filters, *, up_to: int) -> int:
+    """How many campaigns the filters keep, counted up to `up_to` (a list's meta.total)."""
+    n: int = await pool.fetchval(_filtered("count"), *_filter_params(account_id, f), up_to)
+    return n
+
+
+def _filtered(block: str) -> str:
+    return sql("drafts", block).replace("{filters}", sql("drafts", "filters"))
+
+
+def _filter_params(account_id: str, f: Filters) -> tuple[Any, ...]:
+    """$1-$9 of the `filters` block."""
+    return (
         account_id,
         None if f.statuses is None else list(f.statuses),
         None if f.sending_modes is None else list(f.sending_modes),
@@ -102,12 +119,7 @@ async def page(
         f.like,
         f.window_start,
         f.window_end,
-        after[0],
-        after[1],
-        ascending,
-        limit,
     )
-    return [dict(r) for r in rows]
 
 
 async def lists_owned(conn: Conn, account_id: str, list_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:

@@ -37,17 +37,12 @@ RETURNING id;
 DELETE FROM campaign_drafts WHERE account_id = $1 AND id = $2 AND confirmed_at IS NULL
 RETURNING id;
 
--- name: list
--- $2 statuses, $3 sending modes, $4 draft, $5 programmed (confirmed for later), $6 ready to
+-- name: filters
+-- The account's campaigns ($1) that a list's filters keep, over campaign_overview: $2
+-- statuses, $3 sending modes, $4 draft, $5 programmed (confirmed for later), $6 ready to
 -- send, $7 ILIKE pattern over name and description, [$8, $9) the date window over created
--- or scheduled time, ($10, $11) keyset position, $12 ascending, $13 limit.
-SELECT *,
-       (SELECT c.cancelled FROM campaigns c WHERE c.id = campaign_overview.id
-                                         AND c.account_id = campaign_overview.account_id) AS cancelled,
-       (SELECT c.paused_at FROM campaigns c WHERE c.id = campaign_overview.id
-                                         AND c.account_id = campaign_overview.account_id) AS paused_at
-FROM campaign_overview
-WHERE account_id = $1
+-- or scheduled time. The one condition `list` and `count` are built on.
+account_id = $1
   AND ($2::text[] IS NULL OR status = ANY ($2::text[]))
   AND ($3::text[] IS NULL OR sending_mode = ANY ($3::text[]))
   AND ($4::bool IS NULL OR (status = 'draft') = $4)
@@ -59,12 +54,26 @@ WHERE account_id = $1
        OR (created_at >= coalesce($8, '-infinity') AND created_at < coalesce($9, 'infinity'))
        OR (scheduled_at >= coalesce($8, '-infinity')
            AND scheduled_at < coalesce($9, 'infinity')))
+
+-- name: list
+-- One page: ($10, $11) keyset position, $12 ascending, $13 limit.
+SELECT *,
+       (SELECT c.cancelled FROM campaigns c WHERE c.id = campaign_overview.id
+                                         AND c.account_id = campaign_overview.account_id) AS cancelled,
+       (SELECT c.paused_at FROM campaigns c WHERE c.id = campaign_overview.id
+                                         AND c.account_id = campaign_overview.account_id) AS paused_at
+FROM campaign_overview
+WHERE {filters}
   AND ($10::timestamptz IS NULL
        OR CASE WHEN $12 THEN (created_at, id) > ($10, $11::text)
                ELSE (created_at, id) < ($10, $11::text) END)
 ORDER BY CASE WHEN $12 THEN created_at END ASC, CASE WHEN $12 THEN id END ASC,
          created_at DESC, id DESC
 LIMIT $13;
+
+-- name: count
+-- How many campaigns the filters keep, counted up to $10 (meta.total).
+SELECT count(*) FROM (SELECT 1 FROM campaign_overview WHERE {filters} LIMIT $10) AS bounded;
 
 -- name: save_goal
 UPDATE campaign_drafts SET goal_recipients = $3, goal_cost = $4, goal_calculated_at = now()

@@ -35,11 +35,17 @@ RETURNING b.campaign_id, b.batch_no;
 
 -- name: stale_fallbacks
 -- Fallback work published $1 seconds ago and still not taken: published again by the status
--- role's sweep.
-UPDATE recipients SET fallback_published_at = NULL
-WHERE next_attempt IS NOT NULL AND fallback_published_at IS NOT NULL
-  AND fallback_published_at < now() - make_interval(secs => $1)
-RETURNING campaign_id, id;
+-- role's sweep. Taken means the worker wrote the attempt the work asked for (next_attempt,
+-- or a later one); a recipient that is final needs none. Work that was taken is never put
+-- back, so a slow worker with a backlog is not flooded with copies of what it already has.
+UPDATE recipients r SET fallback_published_at = NULL
+WHERE r.next_attempt IS NOT NULL AND r.fallback_published_at IS NOT NULL
+  AND r.fallback_published_at < now() - make_interval(secs => $1)
+  AND r.status NOT IN ('delivered', 'read', 'failed', 'skipped', 'cancelled')
+  AND NOT EXISTS (SELECT 1 FROM attempts a
+                  WHERE a.campaign_id = r.campaign_id AND a.recipient_id = r.id
+                    AND a.attempt_no >= r.next_attempt)
+RETURNING r.campaign_id, r.id;
 
 -- name: unadmitted
 -- Campaigns confirmed through the API $1 seconds ago whose campaign.confirmed never reached

@@ -254,6 +254,7 @@ async def _campaign(
         names = {**names, **{k.pid: f"{k.name}#{i}" for i, k in enumerate(kids)}}
         workers = [k for k in kids if "worker" in k.roles]
         scheduler = next(k for k in kids if "scheduler" in k.roles)
+        folder = next(k for k in kids if "status" in k.roles)
         account_ids = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(args.accounts)]
         campaign_ids = [str(uuid.uuid4()) for _ in account_ids]
         each = args.recipients // args.accounts
@@ -323,6 +324,7 @@ async def _campaign(
                 after = await harness.simulator_stats(http, settings)
                 worker_metrics = [await harness.scrape(http, w.metrics_port) for w in workers]
                 scheduler_metrics = await harness.scrape(http, scheduler.metrics_port)
+                status_metrics = await harness.scrape(http, folder.metrics_port)
             lost = 0
             folded = dict.fromkeys(measures.COUNTER_FIELDS, 0)
             by_channel: dict[str, dict[str, int]] = {}
@@ -357,6 +359,8 @@ async def _campaign(
     p99 = measures.histogram_quantile(0.99, ordered)
     expansion = measures.histogram(scheduler_metrics, "herald_expansion_duration_seconds")
     cpu = cputime.spent_between(cpu_before.procs, cpu_after.procs, roots)
+    folds = measures.histogram(status_metrics, "herald_fold_duration_seconds")
+    fold_events = measures.counter(status_metrics, "herald_status_events_folded")
     return {
         "status": status,
         "accounts": args.accounts,
@@ -394,6 +398,10 @@ async def _campaign(
         ),
         "sends_in_flight_avg": in_flight.mean,
         "idle_cpu_s_per_s": idle,
+        # How the fold's work was cut: fewer, larger transactions cost less per event.
+        "fold_transactions": folds.count,
+        "fold_events": fold_events,
+        "events_per_fold": round(fold_events / folds.count, 1) if folds.count else None,
     }
 
 

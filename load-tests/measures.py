@@ -59,6 +59,18 @@ def gauge(metrics_text: str, name: str) -> float:
     )
 
 
+def counter(metrics_text: str, name: str) -> float:
+    """The counter `name` (without `_total`) from Prometheus text exposition, summed over its
+    label sets (0 when absent)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        if family.name == name
+        for sample in family.samples
+        if sample.name == f"{name}_total"
+    )
+
+
 def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
     """Prometheus' histogram_quantile: linear interpolation inside the bucket holding rank q.
 

@@ -192,5 +192,7 @@ async def _consume(
         dead_letter=dead_letter,
         stop=stop,
         max_records=part.max_records,
+        min_records=part.min_records,
+        linger_s=part.linger_s,
         ready=ready,
     )

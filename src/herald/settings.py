@@ -248,6 +248,12 @@ class Settings:
     )
     send_timeout_s: float = _doc("Provider HTTP timeout", default=10.0)
     status_batch_max: int = _doc("Status events folded per transaction", default=2000)
+    status_linger_ms: int = _doc(
+        "Longest a status record waits for more to fold with it (a quarter of "
+        "HERALD_STATUS_BATCH_MAX records go at once): how late a status may show, traded for "
+        "fuller, cheaper folds",
+        default=100,
+    )
     scheduler_poll_s: float = _doc("How often the scheduler looks for due campaigns", default=1.0)
     drain_timeout_s: float = _doc("SIGTERM grace for in-flight work", default=20.0)
     kafka_session_timeout_ms: int = _doc(

@@ -94,11 +94,21 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
     group assigns nothing before every member has rejoined (or the rebalance timeout, which
     is longer than wait_s, has passed)."""
 
-    def __init__(self, runs: dict[TopicPartition, _Run], wait_s: float) -> None:
+    def __init__(
+        self,
+        runs: dict[TopicPartition, _Run],
+        wait_s: float,
+        lingering: dict[TopicPartition, tuple[float, list[ConsumerRecord]]] | None = None,
+    ) -> None:
         self.runs = runs
         self.wait_s = wait_s
+        self.lingering = lingering if lingering is not None else {}
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        # Records held back for a fuller run were never handled nor committed: the
+        # partition's next owner reads them again.
+        for tp in revoked:
+            self.lingering.pop(tp, None)
         leaving = {tp: run for tp, run in self.runs.items() if tp in revoked}
         if not leaving:
             return
@@ -188,13 +198,18 @@ async def consume(
     dead_letter: DeadLetter,
     stop: anyio.Event,
     max_records: int = 500,
+    min_records: int = 0,
+    linger_s: float = 0.0,
     ready: anyio.Event | None = None,
 ) -> None:
     kwargs = client.connection_kwargs(settings)
     runs: dict[TopicPartition, _Run] = {}
+    # Partitions whose records wait for more (min_records, linger_s): when the wait ends, and
+    # the records so far.
+    lingering: dict[TopicPartition, tuple[float, list[ConsumerRecord]]] = {}
     # A revoked partition's handler gets the grace a drain gives in-flight work; the group
     # waits that long, and a margin, for this member to rejoin.
-    handover = _Handover(runs, wait_s=settings.drain_timeout_s)
+    handover = _Handover(runs, wait_s=settings.drain_timeout_s, lingering=lingering)
     rebalance_timeout_ms = max(
         settings.kafka_session_timeout_ms,
         int((settings.drain_timeout_s + REJOIN_MARGIN_S) * 1000),
@@ -215,6 +230,8 @@ async def consume(
             request_timeout_ms=max(40_000, rebalance_timeout_ms + 5_000),
             heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 10),
             fetch_max_wait_ms=100,
+            # A lingering consumer also asks the broker to hold a fetch for a fuller answer.
+            fetch_min_bytes=64 * 1024 if linger_s > 0 else 1,
         )
         consumer.subscribe([settings.topic(topic)], listener=handover)
         try:
@@ -241,22 +258,68 @@ async def consume(
             # between polls) while other partitions (other accounts) go on in parallel.
             while not stop.is_set():
                 try:
-                    batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
+                    batches = await consumer.getmany(
+                        timeout_ms=_poll_ms(lingering, time.monotonic()), max_records=max_records
+                    )
                 except client.ERRORS as exc:
                     failures += 1
                     await _pause("poll", exc, failures, stop)
                     continue
                 failures = 0
-                for tp, records in batches.items():
+                now = time.monotonic()
+                ready_now = _ready(
+                    lingering, batches, now, min_records=min_records, linger_s=linger_s
+                )
+                for tp, records in ready_now.items():
                     if tp in runs:
                         # Reassigned to us while still being handled: read again afterwards.
                         consumer.seek(tp, records[0].offset)
                         continue
+                    if tp not in consumer.assignment():
+                        continue  # held back, then revoked: the next owner reads them
                     consumer.pause(tp)
                     runs[tp] = _Run()
                     tg.start_soon(_process, consumer, tp, records, handler, dead_letter, stop, runs)
     finally:
         await close(consumer, settings.shutdown_flush_timeout_s * CLOSE_SHARE)
+
+
+def _poll_ms(
+    lingering: dict[TopicPartition, tuple[float, list[ConsumerRecord]]], now: float
+) -> int:
+    """How long a poll may wait: 200 ms, or until the first held-back records are due."""
+    if not lingering:
+        return 200
+    due = min(until for until, _ in lingering.values())
+    return max(0, min(200, int((due - now) * 1000) + 1))
+
+
+def _ready(
+    lingering: dict[TopicPartition, tuple[float, list[ConsumerRecord]]],
+    polled: dict[TopicPartition, list[ConsumerRecord]],
+    now: float,
+    *,
+    min_records: int,
+    linger_s: float,
+) -> dict[TopicPartition, list[ConsumerRecord]]:
+    """The partitions whose records go to a handler now; the others stay in `lingering`
+    (updated in place) until min_records came or linger_s passed since their first."""
+    if linger_s <= 0:
+        return dict(polled)
+    for tp, records in polled.items():
+        held = lingering.get(tp)
+        if held is None:
+            lingering[tp] = (now + linger_s, list(records))
+        else:
+            held[1].extend(records)
+    ready = {
+        tp: records
+        for tp, (until, records) in lingering.items()
+        if len(records) >= min_records or now >= until
+    }
+    for tp in ready:
+        del lingering[tp]
+    return ready
 
 
 async def close(consumer: AIOKafkaConsumer, timeout_s: float) -> None:

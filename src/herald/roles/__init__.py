@@ -139,6 +139,11 @@ class ConsumerPart:
     group: str
     handler: Handler
     max_records: int
+    # Records of a partition are held until this many came or linger_s passed since the first:
+    # a handler whose cost is per call more than per record (one transaction per fold) runs
+    # fewer, fuller calls. 0 hands every poll's records over at once.
+    min_records: int = 0
+    linger_s: float = 0.0
 
 
 Loop = Callable[[], Coroutine[Any, Any, None]]

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import asyncpg
@@ -27,6 +28,16 @@ from herald.constants import PATH_CALLBACK_TWILIO
 from herald.domain.campaign import Command
 from herald.domain.channels import Channel
 from herald.domain.compose import Message, RecipientRow, Skip, compose
+from herald.domain.dispatch import (
+    Again,
+    Hold,
+    Tries,
+    after_answer,
+    breaker_ok,
+    budget_failure,
+    classify,
+    error_code,
+)
 from herald.domain.events import CampaignConfirmed
 from herald.domain.quiet import quiet_until, timezone_for
 from herald.domain.status import RecipientStatus, StatusEvent, message_id
@@ -44,34 +55,8 @@ from herald.store import accounts, attempts, campaigns, recipients
 
 log = logging.getLogger(__name__)
 
-MAX_SEND_TRIES = 5
-MAX_THROTTLED = 100
 # Attempt rows are written and answers recorded this many sends at a time.
 MICRO_BATCH = 32
-# Answers that say the provider itself is in trouble (they feed its circuit breaker).
-_PROVIDER_TROUBLE = frozenset({ErrorClass.RETRYABLE, ErrorClass.AMBIGUOUS})
-# Failures that say something about the recipient, not the campaign: outside its budget.
-_NOT_PROVIDER_FAILURES = frozenset({ErrorClass.UNREACHABLE, ErrorClass.OPTED_OUT})
-
-
-@dataclass(frozen=True, kw_only=True)
-class Classified:
-    outcome: str  # accepted, rejected, unreachable, ambiguous: stored on the attempt row
-    status: RecipientStatus
-    fallback: bool  # the next channel may be tried
-
-
-def classify(result: SendResult) -> Classified:
-    """The attempt outcome and status event one provider answer means."""
-    if result.accepted:
-        return Classified(outcome="accepted", status=RecipientStatus.SENT, fallback=False)
-    if result.error_class is ErrorClass.UNREACHABLE:
-        return Classified(outcome="unreachable", status=RecipientStatus.FAILED, fallback=True)
-    if result.error_class is ErrorClass.AMBIGUOUS:
-        # The provider may have it: treated as sent, never failed over at once (that could
-        # send twice). Its callbacks decide, or the fallback window does when none come.
-        return Classified(outcome="ambiguous", status=RecipientStatus.SENT, fallback=False)
-    return Classified(outcome="rejected", status=RecipientStatus.FAILED, fallback=False)
 
 
 def recorded_event(
@@ -136,6 +121,10 @@ class Delivery:
             max_failure_ratio=settings.error_budget_max_failure_ratio,
         )
         self._slots = anyio.Semaphore(settings.worker_concurrency)
+        # Metric children and the last exported breaker states (see _observe, _breaker_seen).
+        self._rate_waits: dict[str, Any] = {}
+        self._send_children: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        self._breaker_states: dict[tuple[str, str], object] = {}
 
     async def deliver(
         self,
@@ -336,12 +325,7 @@ class Delivery:
         for rid, (result, used) in results.items():
             message = messages[rid]
             verdict = classify(result)
-            code = result.error_code
-            if verdict.outcome == "rejected" and result.error_class in (
-                ErrorClass.RETRYABLE,
-                ErrorClass.RATE_LIMITED,
-            ):
-                code = code or "retries_exhausted"
+            code = error_code(result)
             rows.append(
                 attempts.Result(
                     recipient_id=rid,
@@ -371,10 +355,7 @@ class Delivery:
             )
             if verdict.fallback:
                 unreachable.add(rid)
-            if self.budget.record(
-                event.campaign_id,
-                failed=not result.accepted and result.error_class not in _NOT_PROVIDER_FAILURES,
-            ):
+            if self.budget.record(event.campaign_id, failed=budget_failure(result)):
                 await self._pause_for_budget(event.account_id, event.campaign_id)
         await attempts.record_results(self.pool, event.campaign_id, rows)
         if held:
@@ -491,15 +472,18 @@ class Delivery:
         """The answer and the provider account that gave it; None when `gate` said stop
         before a try (nothing reached a provider on that try, and a 429 or retryable answer
         before it was not taken). Each try goes to the first provider account whose breaker
-        is closed, so a failing one drains to the next."""
-        result = SendResult(accepted=False, error_class=ErrorClass.RETRYABLE)
+        is closed, so a failing one drains to the next; what follows an answer is
+        domain.dispatch.after_answer's decision."""
         channel = message.channel.value
-        provider = candidates[0]
-        attempt = 0
-        throttled = 0
-        while attempt < MAX_SEND_TRIES:
+        waits = self._rate_waits.get(channel)
+        if waits is None:
+            waits = self._rate_waits[channel] = metrics.RATE_LIMIT_WAIT.labels(channel=channel)
+        tries = Tries()
+        while True:
             provider = self._pick(candidates)
-            breaker = self._breakers.setdefault(provider.name, Breaker())
+            breaker = self._breakers.get(provider.name)
+            if breaker is None:
+                breaker = self._breakers[provider.name] = Breaker()
             # Waiting for an open breaker is holding, not trying: it uses up no attempt.
             await breaker.wait()
             waited = time.perf_counter()
@@ -508,25 +492,22 @@ class Delivery:
             provider_limiter = self._provider_limiter(provider.name)
             if provider_limiter is not None:
                 await provider_limiter.acquire()
-            metrics.RATE_LIMIT_WAIT.labels(channel=channel).observe(time.perf_counter() - waited)
+            started = time.perf_counter()
+            waits.observe(started - waited)
             # The waits above can take seconds under load: a pause that landed meanwhile holds
             # this send, so no send starts later than the gate's cache time after a pause.
             if gate is not None and not await gate():
                 return None
-            started = time.perf_counter()
             metrics.SENDS_IN_FLIGHT.inc()
             try:
                 result = await provider.send(message)
             finally:
                 metrics.SENDS_IN_FLIGHT.dec()
-            metrics.SEND_DURATION.labels(channel=channel, provider=provider.name).observe(
-                time.perf_counter() - started
-            )
-            outcome = "accepted" if result.accepted else str(result.error_class)
-            metrics.SENDS.labels(channel=channel, provider=provider.name, outcome=outcome).inc()
-            if result.error_class is ErrorClass.UNAUTHORIZED:
-                # Holding, not trying: the breaker keeps every send of this provider account
-                # waiting until its credential works again, and no recipient fails for it.
+            self._observe(channel, provider.name, result, time.perf_counter() - started)
+            step = after_answer(result, tries, random.random())
+            if isinstance(step, Hold):
+                # The breaker keeps every send of this provider account waiting until its
+                # credential works again, and no recipient fails for it.
                 breaker.trip()
                 metrics.PROVIDER_UNAUTHORIZED.labels(provider=provider.name).inc()
                 log.warning(
@@ -535,10 +516,8 @@ class Delivery:
                     extra={"event": "provider_unauthorized", "provider": provider.name},
                 )
             else:
-                breaker.record(ok=result.error_class not in _PROVIDER_TROUBLE)
-            metrics.set_breaker_state(
-                provider=provider.name, channel=channel, state=breaker.state.state
-            )
+                breaker.record(ok=breaker_ok(result))
+            self._breaker_seen(provider.name, channel, breaker)
             for bucket in (limiter, provider_limiter):
                 if bucket is None:
                     continue
@@ -546,23 +525,38 @@ class Delivery:
                     bucket.throttled(result.retry_after_s)
                 elif result.accepted:
                     bucket.succeeded()
-            if result.error_class is ErrorClass.UNAUTHORIZED:
-                continue
-            if result.accepted or result.error_class not in (
-                ErrorClass.RETRYABLE,
-                ErrorClass.RATE_LIMITED,
-            ):
+            if isinstance(step, Again):
+                tries = step.tries
+                await anyio.sleep(step.after_s)
+            elif not isinstance(step, Hold):
                 return result, provider.name
-            # A 429 was never processed: it is safe to repeat and uses up no try (a storm
-            # slows the account down instead of failing its recipients), within a bound.
-            if result.error_class is ErrorClass.RATE_LIMITED and throttled < MAX_THROTTLED:
-                throttled += 1
-            else:
-                attempt += 1
-            # Full jitter, bounded; a Retry-After from the provider is a floor.
-            backoff_s = random.uniform(0, min(5.0, 0.1 * 2 ** min(6, max(attempt, throttled))))
-            await anyio.sleep(max(backoff_s, result.retry_after_s or 0.0))
-        return result, provider.name
+
+    def _observe(self, channel: str, provider: str, result: SendResult, took_s: float) -> None:
+        """The send's metrics, through label children looked up once per channel and
+        provider (a labels() call per send costs more than the observation)."""
+        key = (channel, provider)
+        children = self._send_children.get(key)
+        if children is None:
+            children = self._send_children[key] = (
+                metrics.SEND_DURATION.labels(channel=channel, provider=provider),
+                {},
+            )
+        duration, by_outcome = children
+        duration.observe(took_s)
+        outcome = "accepted" if result.accepted else str(result.error_class)
+        sends = by_outcome.get(outcome)
+        if sends is None:
+            sends = by_outcome[outcome] = metrics.SENDS.labels(
+                channel=channel, provider=provider, outcome=outcome
+            )
+        sends.inc()
+
+    def _breaker_seen(self, provider: str, channel: str, breaker: Breaker) -> None:
+        """Export the breaker's state when it changed."""
+        state = breaker.state.state
+        if self._breaker_states.get((provider, channel)) is not state:
+            self._breaker_states[(provider, channel)] = state
+            metrics.set_breaker_state(provider=provider, channel=channel, state=state)
 
 
 def _unsendable(campaign_id: str, rid: int, skip: Skip, tried: bool, now_ms: int) -> StatusEvent:

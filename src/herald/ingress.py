@@ -221,14 +221,18 @@ class Ingress:
             except KafkaError as exc:
                 failed.append(exc)
 
-        async with anyio.create_task_group() as tg:
-            for event in events:
-                tg.start_soon(add, event)
+        if len(events) == 1:
+            # Most callbacks carry one status: no task group for it.
+            await add(events[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for event in events:
+                    tg.start_soon(add, event)
         if failed:
             # Not durable: a 503 makes the provider retry the callback later.
             metrics.CALLBACKS.labels(provider=provider, outcome="unavailable").inc()
             return _error(503, "kafka", "status events cannot be stored right now")
-        metrics.CALLBACKS.labels(provider=provider, outcome="accepted").inc(len(events))
+        metrics.callbacks_accepted(provider).inc(len(events))
         return web.Response(status=ok_status)
 
 

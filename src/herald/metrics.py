@@ -10,6 +10,7 @@ registry, which also carries the process and Python collectors (CPU, memory, GC)
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -227,6 +228,13 @@ class BreakerState(IntEnum):
     CLOSED = 0
     HALF_OPEN = 1
     OPEN = 2
+
+
+@functools.cache
+def callbacks_accepted(provider: str) -> Counter:
+    """herald_callbacks_total{outcome="accepted"} of one provider: looked up once, counted on
+    every callback."""
+    return CALLBACKS.labels(provider=provider, outcome="accepted")
 
 
 def set_breaker_state(*, provider: str, channel: str, state: BreakerState) -> None:
@@ -489,10 +497,18 @@ async def observe_http(
         raise
     finally:
         method = http_method(request.method)
-        HTTP_REQUESTS.labels(route=route, method=method, code=str(code)).inc()
-        HTTP_REQUEST_DURATION.labels(route=route, method=method).observe(
-            time.perf_counter() - started
-        )
+        count, duration = _http_children(route, method, code)
+        count.inc()
+        duration.observe(time.perf_counter() - started)
+
+
+@functools.lru_cache(maxsize=1024)
+def _http_children(route: str, method: str, code: int) -> tuple[Counter, Histogram]:
+    # Route templates, methods and codes are bounded: the children are looked up once each.
+    return (
+        HTTP_REQUESTS.labels(route=route, method=method, code=str(code)),
+        HTTP_REQUEST_DURATION.labels(route=route, method=method),
+    )
 
 
 ASGIApp = Callable[

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 # after a pause (each send checks right before its provider call); 10 status reads per second
 # per campaign a worker is sending.
 CONTROL_TTL_S = 0.1
+# Chunks of one batch sending at once: two keep the sends flowing across a chunk's end.
+CHUNKS_IN_FLIGHT = 2
 
 
 class Control:
@@ -142,7 +144,11 @@ class Worker:
 
     async def dispatch(self, item: BatchItem) -> str:
         """Send one batch; returns done, yielded (its rest published again after
-        worker_slice_s), paused, stopped (drain) or unknown_campaign."""
+        worker_slice_s), paused, stopped (drain) or unknown_campaign.
+
+        Chunks overlap: the next one is read and starts sending while the last sends of the
+        one before are answered and recorded, so the worker's concurrency stays full instead
+        of draining at the end of every chunk."""
         event = await self._open_campaign(item.campaign_id)
         if isinstance(event, str):
             return event
@@ -156,38 +162,68 @@ class Worker:
         chunk_size = max(
             1, min(self.settings.worker_chunk_size, int(rate * self.settings.worker_slice_s))
         )
-        while True:
-            if (
-                item.first_id <= cursor < item.last_id
-                and time.monotonic() - started >= self.settings.worker_slice_s
-            ):
-                # Fair sharing: one account's slow, rate-limited batch must not hold up the
-                # other accounts whose work waits on this partition. The rest goes to the end.
-                await self._continue(item, cursor + 1)
-                return "yielded"
-            if self.stop.is_set() or lost.is_set():
-                return "stopped"
-            status = await self.control.status(item.campaign_id)
-            if status == "paused":
-                # The batch stays unfinished; resuming the campaign publishes it again.
-                return "paused"
-            chunk = await recipients.queued_chunk(
-                self.pool, item.campaign_id, cursor, item.last_id, chunk_size
-            )
-            if not chunk:
-                break
-            cursor = chunk[-1].id
-            if status == "cancelled":
-                await self._publish(event.campaign_id, _cancelled(event.campaign_id, chunk))
-                continue
-            delivered = await self.delivery.deliver(event, chunk, gate=gate)
-            await self._publish(event.campaign_id, delivered.events)
-            if lost.is_set():
-                # Revoked: the rest stays queued for the partition's next owner.
-                return "stopped"
-            if delivered.held:
-                return "paused"
-            await reconcile.touch_batch(self.pool, item.campaign_id, item.batch_no)
+        ended: list[str] = []  # what a chunk learned that ends the batch: paused or stopped
+        lanes = anyio.Semaphore(CHUNKS_IN_FLIGHT)
+
+        async def send_chunk(chunk: list[RecipientRow]) -> None:
+            try:
+                delivered = await self.delivery.deliver(event, chunk, gate=gate)
+                await self._publish(event.campaign_id, delivered.events)
+                if lost.is_set():
+                    # Revoked: the rest stays queued for the partition's next owner.
+                    ended.append("stopped")
+                elif delivered.held:
+                    ended.append("paused")
+                else:
+                    await reconcile.touch_batch(self.pool, item.campaign_id, item.batch_no)
+            finally:
+                lanes.release()
+
+        outcome = "done"
+        async with anyio.create_task_group() as tg:
+            while not ended:
+                if (
+                    item.first_id <= cursor < item.last_id
+                    and time.monotonic() - started >= self.settings.worker_slice_s
+                ):
+                    # Fair sharing: one account's slow, rate-limited batch must not hold up
+                    # the other accounts whose work waits on this partition. The rest goes to
+                    # the end, once the chunks in flight are done.
+                    outcome = "yielded"
+                    break
+                if self.stop.is_set() or lost.is_set():
+                    outcome = "stopped"
+                    break
+                status = await self.control.status(item.campaign_id)
+                if status == "paused":
+                    # The batch stays unfinished; resuming the campaign publishes it again.
+                    outcome = "paused"
+                    break
+                await lanes.acquire()
+                if ended:
+                    lanes.release()
+                    break
+                chunk = await recipients.queued_chunk(
+                    self.pool, item.campaign_id, cursor, item.last_id, chunk_size
+                )
+                if not chunk:
+                    lanes.release()
+                    break
+                cursor = chunk[-1].id
+                if status == "cancelled":
+                    lanes.release()
+                    await self._publish(event.campaign_id, _cancelled(event.campaign_id, chunk))
+                    continue
+                tg.start_soon(send_chunk, chunk)
+        if "stopped" in ended:
+            return "stopped"
+        if ended:
+            return "paused"
+        if outcome == "yielded":
+            await self._continue(item, cursor + 1)
+            return outcome
+        if outcome != "done":
+            return outcome
         await campaigns.mark_batch_done(self.pool, item.campaign_id, item.batch_no)
         metrics.BATCHES_DISPATCHED.inc()
         return "done"

@@ -30,7 +30,7 @@ from viberbot.api.viber_requests import (  # type: ignore[import-untyped]
     ViberUnsubscribedRequest,
 )
 
-from herald.delivery import classify
+from herald.domain.dispatch import classify
 from herald.domain.channels import Channel
 from herald.domain.identities import IdentityEvent
 from herald.domain.status import RecipientStatus

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from herald.delivery import classify
+from herald.domain.dispatch import classify
 from herald.demo import campaign_event
 from herald.domain.channels import Channel, SendingMode
 from herald.domain.compose import Message, RecipientRow, Skip, compose

@@ -65,6 +65,8 @@ JSON_KEYS = (
     "send_latency_p50_ms",
     "send_latency_p99_ms",
     "worker_rss_mb_peak",
+    "worker_rss_mb_to_tenth",
+    "worker_rss_mb_after_tenth",
     "expand_s",
     "fold_events_per_s",
     "duplicates",
@@ -75,6 +77,7 @@ JSON_KEYS = (
     "herald_cpu_busy_ratio",
     "unattributed_cpu_busy_ratio",
     "sends_in_flight_avg",
+    "events_per_fold",
 )
 
 
@@ -205,7 +208,11 @@ async def _wait_expanded(pool: asyncpg.Pool, campaign_id: str, timeout_s: float)
             await anyio.sleep(0.02)
 
 
-async def _follow(pool: asyncpg.Pool, campaign_id: str, expected: int) -> campaigns.Counters:
+async def _follow(
+    pool: asyncpg.Pool, campaign_id: str, expected: int, progress: list[tuple[float, int]]
+) -> campaigns.Counters:
+    """The campaign's counters once it completed (or stalled); `progress` gets (monotonic
+    time, final recipients) whenever that count moved."""
     last_final, last_change, last_log = -1, time.monotonic(), 0.0
     while True:
         counters = await campaigns.counters(pool, campaign_id)
@@ -213,6 +220,7 @@ async def _follow(pool: asyncpg.Pool, campaign_id: str, expected: int) -> campai
         if counters is not None:
             if counters.final != last_final:
                 last_final, last_change = counters.final, now
+                progress.append((now, counters.final))
             if counters.status == "completed":
                 return counters
             if now - last_log > 10:
@@ -226,6 +234,31 @@ async def _follow(pool: asyncpg.Pool, campaign_id: str, expected: int) -> campai
             assert counters is not None
             return counters
         await anyio.sleep(0.05)
+
+
+def _rss_split(
+    series: Sequence[tuple[float, int]],
+    progress: dict[str, list[tuple[float, int]]],
+    tenth: int,
+) -> dict[str, float | None]:
+    """Worker RSS peaks before and after a tenth of all recipients were final."""
+    finals: dict[str, int] = {}
+    at: float | None = None
+    for when, campaign_id, final in sorted(
+        (when, c, final) for c, points in progress.items() for when, final in points
+    ):
+        finals[campaign_id] = final
+        if sum(finals.values()) >= tenth:
+            at = when
+            break
+    if at is None:
+        return {"worker_rss_mb_to_tenth": None, "worker_rss_mb_after_tenth": None}
+    before = [rss for when, rss in series if when <= at]
+    after = [rss for when, rss in series if when > at]
+    return {
+        "worker_rss_mb_to_tenth": round(max(before) / 2**20, 1) if before else None,
+        "worker_rss_mb_after_tenth": round(max(after) / 2**20, 1) if after else None,
+    }
 
 
 async def _idle_cpu(roots: dict[int, str]) -> dict[str, float]:
@@ -297,9 +330,12 @@ async def _campaign(
                     if set(k.roles) & {"worker", "status", "ingress"}
                 }
                 finals: dict[str, campaigns.Counters] = {}
+                progress: dict[str, list[tuple[float, int]]] = {c: [] for c in campaign_ids}
 
                 async def follow(campaign_id: str) -> None:
-                    finals[campaign_id] = await _follow(pool, campaign_id, each)
+                    finals[campaign_id] = await _follow(
+                        pool, campaign_id, each, progress[campaign_id]
+                    )
 
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(rss.run)
@@ -373,6 +409,8 @@ async def _campaign(
         # Little's law: requests the worker kept in flight on average (of worker_concurrency).
         "sends_in_flight_mean": round(requests / elapsed * mean_s, 1),
         "worker_rss_mb_peak": rss.peak_bytes / 2**20,
+        # Flat memory: the peak up to a tenth of the recipients final, and after it.
+        **_rss_split(rss.series, progress, args.recipients // 10),
         "rss_samples": rss.samples,
         "expand_s": expand_s,
         "expansion_sql_s": expansion.sum if expansion.count else None,
@@ -499,12 +537,15 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "send_latency_p50_ms": _round(run["send_latency_p50_ms"], 2),
         "send_latency_p99_ms": _round(run["send_latency_p99_ms"], 2),
         "worker_rss_mb_peak": round(run["worker_rss_mb_peak"], 1),
+        "worker_rss_mb_to_tenth": run["worker_rss_mb_to_tenth"],
+        "worker_rss_mb_after_tenth": run["worker_rss_mb_after_tenth"],
         "expand_s": round(run["expand_s"], 3),
         "fold_events_per_s": _round(fold.get("fold_events_per_s")),
         "duplicates": run["duplicates"],
         "lost": run["lost"],
         **run["cpu"],
         "sends_in_flight_avg": _round(run["sends_in_flight_avg"]),
+        "events_per_fold": run["events_per_fold"],
     }
     assert tuple(result) == JSON_KEYS
     return result

@@ -240,12 +240,15 @@ class RssSampler:
         self.interval_s = interval_s
         self.peak_bytes = 0
         self.samples = 0
+        # (monotonic time, largest RSS of the processes) per sample: whether memory stays flat.
+        self.series: list[tuple[float, int]] = []
         self._stop = anyio.Event()
 
     async def run(self) -> None:
         while not self._stop.is_set():
-            for pid in self.pids:
-                self.peak_bytes = max(self.peak_bytes, rss_bytes(pid))
+            largest = max((rss_bytes(pid) for pid in self.pids), default=0)
+            self.peak_bytes = max(self.peak_bytes, largest)
+            self.series.append((time.monotonic(), largest))
             self.samples += 1
             with anyio.move_on_after(self.interval_s):
                 await self._stop.wait()
@@ -258,7 +261,7 @@ class GaugeSampler:
     """The sum of one gauge over some processes' /metrics, sampled every interval_s until
     stopped; `mean` over the samples. A scrape that fails is skipped."""
 
-    def __init__(self, ports: Sequence[int], name: str, interval_s: float = 0.5) -> None:
+    def __init__(self, ports: Sequence[int], name: str, interval_s: float = 2.0) -> None:
         self.ports = list(ports)
         self.name = name
         self.interval_s = interval_s

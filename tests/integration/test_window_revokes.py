@@ -196,9 +196,7 @@ async def test_a_won_revoke_survives_a_failed_publish(settings: Settings) -> Non
         await _campaign(pool, cid)
         won = Revoker(True)
         with pytest.raises(OSError):
-            await _sweeper(settings, pool, Broken()).expire_windows(
-                _directory(settings, pool, won)
-            )
+            await _sweeper(settings, pool, Broken()).expire_windows(_directory(settings, pool, won))
         assert len(won.calls) == 2
         assert await _windows(pool, cid) == [(1, False, True), (2, False, True)]
         repeat = Revoker(False)  # what RBM answers a second revoke of one message

@@ -91,8 +91,9 @@ async def test_batches_are_marked_only_once_every_ack_is_in(settings: Settings) 
         assert await scheduler(recording).publish_due() == 3
         assert await pool.fetchval(unpublished, cid) == 0
         items = [parse_work(codec.decode(v)) for _, v in recording.sent]
-        assert all(isinstance(i, BatchItem) for i in items)
-        assert sorted((i.campaign_id, i.first_id) for i in items) == [
+        batches = [i for i in items if isinstance(i, BatchItem)]
+        assert len(batches) == len(items)
+        assert sorted((i.campaign_id, i.first_id) for i in batches) == [
             (cid, 1),
             (cid, 3),
             (cid, 5),

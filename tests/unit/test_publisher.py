@@ -128,7 +128,7 @@ async def test_round_marks_every_row_once_all_are_acked() -> None:
         marked.append(rows)
 
     rows = await publisher.publish_claimed(
-        pool,  # type: ignore[arg-type]
+        pool,
         producer,
         claim=claim,
         encode=lambda rows: _messages(*(str(r).encode() for r in rows)),
@@ -152,7 +152,7 @@ async def test_round_with_a_failed_ack_marks_nothing_and_rolls_back() -> None:
 
     with pytest.raises(OSError):
         await publisher.publish_claimed(
-            pool,  # type: ignore[arg-type]
+            pool,
             producer,
             claim=claim,
             encode=lambda rows: _messages(*(str(r).encode() for r in rows)),
@@ -174,7 +174,7 @@ async def test_round_with_nothing_due_sends_and_marks_nothing() -> None:
         marked.append(rows)
 
     rows = await publisher.publish_claimed(
-        pool,  # type: ignore[arg-type]
+        pool,
         producer,
         claim=claim,
         encode=lambda rows: _messages(b"never"),

@@ -1,11 +1,11 @@
 """The outbox relay: publishes rows the API wrote to `outbox` in its own transactions.
 
-Each round claims the oldest unpublished rows with FOR UPDATE SKIP LOCKED, sends them to
-Kafka (keyed by account, so one account's events keep their order on a partition), waits for
-every acknowledgement and marks them published in the same transaction. A crash between the
-send and the commit publishes a row again: delivery is at least once, and consumers
-deduplicate (the scheduler by campaign id). Several relays may run; they claim disjoint rows,
-though then two rows of one key may reach Kafka in either order.
+Each round (bus/publisher.py) claims the oldest unpublished rows with FOR UPDATE SKIP LOCKED,
+sends them to Kafka (keyed by account, so one account's events keep their order on a
+partition), waits for every acknowledgement and marks them published in the same
+transaction. A crash between the send and the commit publishes a row again: delivery is at
+least once, and consumers deduplicate (the scheduler by campaign id). Several relays may run;
+they claim disjoint rows, though then two rows of one key may reach Kafka in either order.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 - Fallback publishing (status role): recipients the fold marked with a next attempt are
   published as fallback work on dispatch-batches (keyed by account) and stamped, in one
-  transaction; a crash republishes, which the worker's attempt rows make harmless.
+  round of the publishing engine (bus/publisher.py); a crash republishes, which the worker's
+  attempt rows make harmless.
 - Parked callbacks (status role): events that named an unknown provider message id are tried
   again until their attempt is recorded, then folded; past HERALD_STATUS_PARK_TIMEOUT_S they
   are dead-lettered with the reason, never dropped.
@@ -10,7 +11,10 @@
   fallback_window_s is declared failed so the chain goes on (on the last channel the
   recipient fails: no report came, so the campaign still completes; a late delivery still
   wins). RBM messages are revoked first, and only a won revoke counts as a failure (else the
-  delivery is on its way).
+  delivery is on its way). The revoke is an HTTP call, so it runs between two rounds, never
+  inside a transaction holding attempt rows the status fold locks; a lease keeps other
+  sweepers off a window meanwhile, and a won revoke is recorded before its failure is
+  published (RBM answers a repeated revoke 404, as if the message had been delivered).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from herald import metrics
-from herald.bus import codec
+from herald.bus import envelope
 from herald.bus.batcher import KeyedBatcher
 from herald.constants import (
     PATH_CALLBACK_EMAIL,
@@ -63,7 +63,7 @@ class Ingress:
         self.batcher = KeyedBatcher(
             producer=producer,
             topic=settings.topic(TOPIC_STATUS_EVENTS),
-            encode=lambda events: codec.encode({"v": 1, "events": events}),
+            encode=envelope.status_items_value,
         )
 
     def app(self) -> web.Application:

@@ -1,25 +1,26 @@
 """The outbox relay: publishes rows the API wrote to `outbox` in its own transactions.
 
-Each round claims the oldest unpublished rows with FOR UPDATE SKIP LOCKED, sends them to
-Kafka (keyed by account, so one account's events keep their order on a partition), waits for
-every acknowledgement and marks them published in the same transaction. A crash between the
-send and the commit publishes a row again: delivery is at least once, and consumers
-deduplicate (the scheduler by campaign id). Several relays may run; they claim disjoint rows,
-though then two rows of one key may reach Kafka in either order.
+Each round (bus/publisher.py) claims the oldest unpublished rows with FOR UPDATE SKIP LOCKED,
+sends them to Kafka (keyed by account, so one account's events keep their order on a
+partition), waits for every acknowledgement and marks them published in the same
+transaction. A crash between the send and the commit publishes a row again: delivery is at
+least once, and consumers deduplicate (the scheduler by campaign id). Several relays may run;
+they claim disjoint rows, though then two rows of one key may reach Kafka in either order.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from functools import partial
 
 import anyio
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from herald import loops
-from herald.bus import codec
+from herald.bus import codec, publisher
 from herald.settings import Settings
 from herald.store import outbox
 from herald.store.db import LOOP_ERRORS
@@ -68,22 +69,27 @@ class Relay:
 
     async def publish_once(self) -> int:
         """One round: the number of rows published."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            messages = await outbox.claim(conn, self.batch)
-            if not messages:
-                return 0
-            acks = [
-                await self.producer.send(
-                    self.settings.topic(m.topic), codec.encode(m.payload), key=codec.key(m.key)
-                )
-                for m in messages
-            ]
-            # gather: one failed ack fails the round, and the others' errors are retrieved.
-            await asyncio.gather(*acks)
-            await outbox.mark_published(conn, [m.id for m in messages])
+        messages = await publisher.publish_claimed(
+            self.pool,
+            self.producer,
+            claim=partial(outbox.claim, limit=self.batch),
+            encode=self._encode,
+            mark=lambda conn, rows: outbox.mark_published(conn, [m.id for m in rows]),
+        )
+        if not messages:
+            return 0
         self.published += len(messages)
         log.info("outbox published %d", len(messages), extra={"event": "outbox_published"})
         return len(messages)
+
+    def _encode(self, rows: Sequence[outbox.Message]) -> list[publisher.Message]:
+        # Keyed by account, so one account's events keep their order on a partition.
+        return [
+            publisher.Message(
+                self.settings.topic(m.topic), codec.key(m.key), codec.encode(m.payload)
+            )
+            for m in rows
+        ]
 
     async def _purge(self) -> None:
         try:

@@ -9,21 +9,21 @@ published. A crash anywhere repeats a step whose effect is idempotent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import anyio
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from herald import loops, metrics
-from herald.bus import codec
+from herald.bus import codec, publisher
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_DISPATCH_BATCHES
 from herald.domain.events import EventError, parse_campaign_confirmed
-from herald.domain.work import batch_to_wire
+from herald.domain.work import BatchItem, batch_to_wire
 from herald.settings import Settings
 from herald.store import campaigns, reconcile
 from herald.store.db import TRANSIENT, translate
@@ -159,23 +159,27 @@ class Scheduler:
         return True
 
     async def publish_due(self) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
-            due = await campaigns.due_batches(conn, PUBLISH_LIMIT)
-            if not due:
-                return 0
-            topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
-            waits = []
-            for batch in due:
-                value = codec.encode(batch_to_wire(batch))
-                # Keyed by account: one worker owns an account's rate limits at a time.
-                waits.append(
-                    await self.producer.send(topic, value, key=codec.key(batch.account_id))
-                )
-            # gather: one failed ack fails the round, and the others' errors are retrieved.
-            await asyncio.gather(*waits)
+        topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
+
+        def encode(due: Sequence[BatchItem]) -> list[publisher.Message]:
+            # Keyed by account: one worker owns an account's rate limits at a time.
+            return [
+                publisher.Message(topic, codec.key(b.account_id), codec.encode(batch_to_wire(b)))
+                for b in due
+            ]
+
+        async def mark(conn: asyncpg.Connection, due: Sequence[BatchItem]) -> None:
             by_campaign: dict[str, list[int]] = {}
             for batch in due:
                 by_campaign.setdefault(batch.campaign_id, []).append(batch.batch_no)
             for campaign_id, numbers in by_campaign.items():
                 await campaigns.mark_published(conn, campaign_id, numbers)
-        return len(due)
+
+        published = await publisher.publish_claimed(
+            self.pool,
+            self.producer,
+            claim=partial(campaigns.due_batches, limit=PUBLISH_LIMIT),
+            encode=encode,
+            mark=mark,
+        )
+        return len(published)

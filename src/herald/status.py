@@ -26,7 +26,7 @@ import asyncpg
 from aiokafka import ConsumerRecord, TopicPartition
 
 from herald import metrics
-from herald.bus import codec
+from herald.bus import codec, envelope
 from herald.bus.consumer import DeadLetter
 from herald.domain import identities
 from herald.domain.channels import Channel, SendingMode, chain
@@ -79,14 +79,10 @@ class StatusFolder:
         learned: list[IdentityEvent] = []
         for record in records:
             try:
-                raw = codec.decode(record.value)
-                if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
-                    raise ValueError("status record must be an object with an events list")
+                items = envelope.status_items(record.value)
                 # Channel identities (a Viber user subscribing) travel on the same topic.
-                known = [
-                    identities.from_wire(i) for i in raw["events"] if identities.is_identity(i)
-                ]
-                parsed = [from_wire(i) for i in raw["events"] if not identities.is_identity(i)]
+                known = [identities.from_wire(i) for i in items if identities.is_identity(i)]
+                parsed = [from_wire(i) for i in items if not identities.is_identity(i)]
             except (codec.DecodeError, ValueError) as exc:
                 await self.dead_letter.send(record, f"invalid_status: {exc}")
                 continue

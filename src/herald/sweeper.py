@@ -2,7 +2,8 @@
 
 - Fallback publishing (status role): recipients the fold marked with a next attempt are
   published as fallback work on dispatch-batches (keyed by account) and stamped, in one
-  transaction; a crash republishes, which the worker's attempt rows make harmless.
+  round of the publishing engine (bus/publisher.py); a crash republishes, which the worker's
+  attempt rows make harmless.
 - Parked callbacks (status role): events that named an unknown provider message id are tried
   again until their attempt is recorded, then folded; past HERALD_STATUS_PARK_TIMEOUT_S they
   are dead-lettered with the reason, never dropped.
@@ -10,7 +11,10 @@
   fallback_window_s is declared failed so the chain goes on (on the last channel the
   recipient fails: no report came, so the campaign still completes; a late delivery still
   wins). RBM messages are revoked first, and only a won revoke counts as a failure (else the
-  delivery is on its way).
+  delivery is on its way). The revoke is an HTTP call, so it runs between two rounds, never
+  inside a transaction holding attempt rows the status fold locks; a lease keeps other
+  sweepers off a window meanwhile, and a won revoke is recorded before its failure is
+  published (RBM answers a repeated revoke 404, as if the message had been delivered).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from functools import partial
 
 import anyio
@@ -26,7 +31,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from herald import loops
-from herald.bus import codec
+from herald.bus import codec, envelope, publisher
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_DISPATCH_BATCHES, TOPIC_STATUS_EVENTS
 from herald.domain.channels import Channel
@@ -36,10 +41,10 @@ from herald.domain.status import (
     StatusEvent,
     from_wire,
     message_id,
-    to_wire,
 )
 from herald.domain.work import MAX_FALLBACK_ITEMS, FallbackItem, fallback_to_wire
 from herald.providers.directory import Directory
+from herald.providers.rbm import RevokeError
 from herald.settings import Settings
 from herald.status import StatusFolder
 from herald.store import attempts, parked, recipients
@@ -47,6 +52,12 @@ from herald.store import attempts, parked, recipients
 log = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 1_000
+# A sweeper revoking a window's message keeps other sweepers off it this long (two revokes of
+# one message at once would make the loser's 404 look like a delivery). It starts no revoke
+# past REVOKE_BUDGET_S into a round, so a round in flight ends well inside its lease (each
+# revoke is bounded by the provider's own timeout).
+REVOKE_LEASE_S = 300
+REVOKE_BUDGET_S = 120.0
 
 
 class Sweeper:
@@ -64,26 +75,35 @@ class Sweeper:
         self.dead_letter = dead_letter
 
     async def publish_fallbacks(self) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
-            due = await recipients.claim_fallback_due(conn, CLAIM_LIMIT)
-            if not due:
-                return 0
-            groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-            for d in due:
-                groups[(d.campaign_id, d.account_id)].append((d.recipient_id, d.next_attempt))
-            topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
-            for (campaign_id, account_id), pairs in groups.items():
-                for start in range(0, len(pairs), MAX_FALLBACK_ITEMS):
-                    item = FallbackItem(
-                        campaign_id=campaign_id,
-                        account_id=account_id,
-                        recipients=tuple(pairs[start : start + MAX_FALLBACK_ITEMS]),
-                    )
-                    await self.producer.send_and_wait(
-                        topic, codec.encode(fallback_to_wire(item)), key=codec.key(account_id)
-                    )
-            await recipients.mark_fallback_published(conn, due)
+        due = await publisher.publish_claimed(
+            self.pool,
+            self.producer,
+            claim=partial(recipients.claim_fallback_due, limit=CLAIM_LIMIT),
+            encode=self._fallback_messages,
+            mark=recipients.mark_fallback_published,
+        )
         return len(due)
+
+    def _fallback_messages(self, due: Sequence[recipients.FallbackDue]) -> list[publisher.Message]:
+        groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+        for d in due:
+            groups[(d.campaign_id, d.account_id)].append((d.recipient_id, d.next_attempt))
+        topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
+        messages = []
+        for (campaign_id, account_id), pairs in groups.items():
+            for start in range(0, len(pairs), MAX_FALLBACK_ITEMS):
+                item = FallbackItem(
+                    campaign_id=campaign_id,
+                    account_id=account_id,
+                    recipients=tuple(pairs[start : start + MAX_FALLBACK_ITEMS]),
+                )
+                # Keyed by account: the worker that owns its rate limits takes it.
+                messages.append(
+                    publisher.Message(
+                        topic, codec.key(account_id), codec.encode(fallback_to_wire(item))
+                    )
+                )
+        return messages
 
     async def retry_parked(self, folder: StatusFolder) -> int:
         """Fold parked events whose attempt is now known; dead-letter the expired ones."""
@@ -98,7 +118,7 @@ class Sweeper:
                 await folder.fold([from_wire(p.event) for p in ready])
             for p in expired:
                 await self.dead_letter.send_value(
-                    value=codec.encode({"v": 1, "events": [p.event]}),
+                    value=envelope.status_items_value([p.event]),
                     key=codec.key(p.provider_message_id),
                     reason=(
                         "unknown_message: no send recorded for provider message id "
@@ -109,40 +129,122 @@ class Sweeper:
         return len(ready) + len(expired)
 
     async def expire_windows(self, directory: Directory) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
+        """Declare expired fallback windows failed; returns the attempts claimed.
+
+        No provider call happens inside a transaction: the status fold locks the same attempt
+        rows. (1) One round claims the expired windows: those needing no revoke are published
+        as failures and marked; those whose message can be revoked are leased (no other
+        sweeper takes them for REVOKE_LEASE_S) and the transaction ends. (2) The revokes go
+        out with no transaction open; a won revoke is recorded at once. (3) One round claims
+        the leased attempts still waiting and publishes a failure for each whose revoke is
+        recorded; a lost revoke (delivered first) is marked with no event, since its callback
+        says what happened. A revoke that failed leaves its attempt leased, so it is tried
+        again once the lease lapses."""
+        ready: list[attempts.Waiting] = []  # no revoke needed: the failure goes out now
+        leased: list[attempts.Waiting] = []  # revoked after this transaction
+        lease: datetime | None = None
+
+        async def claim(conn: asyncpg.Connection) -> list[attempts.Waiting]:
             waiting = await attempts.claim_expired_windows(conn, CLAIM_LIMIT)
-            if not waiting:
-                return 0
-            now_ms = int(time.time() * 1000)
-            by_campaign: dict[str, list[StatusEvent]] = defaultdict(list)
             for w in waiting:
-                provider = directory.by_label(w.provider, Channel(w.channel))
-                revoke = getattr(provider, "revoke", None)
-                if revoke is not None and w.phone:
-                    mid = message_id(w.campaign_id, w.recipient_id, w.attempt_no)
-                    if not await revoke(mid, w.phone):
-                        continue  # delivered before the revoke: its callback will say so
-                by_campaign[w.campaign_id].append(
-                    StatusEvent(
-                        campaign_id=w.campaign_id,
-                        recipient_id=w.recipient_id,
-                        attempt=w.attempt_no,
-                        channel=w.channel,
-                        status=RecipientStatus.FAILED,
-                        occurred_at_ms=now_ms,
-                        source="sweeper",
-                        accepted=True,
-                        fallback=w.attempt_no < w.chain_length,
-                        error_code=WINDOW_EXPIRED,
-                        error_description="no delivery within the campaign's fallback window",
-                    )
+                (ready if _revoker(directory, w) is None else leased).append(w)
+            return waiting
+
+        async def mark(conn: asyncpg.Connection, _: object) -> None:
+            nonlocal lease
+            await attempts.mark_window_expired(conn, ready)
+            lease = await attempts.lease_windows(conn, leased, REVOKE_LEASE_S)
+
+        claimed = await publisher.publish_claimed(
+            self.pool,
+            self.producer,
+            claim=claim,
+            encode=lambda _: self._window_messages(ready),
+            mark=mark,
+        )
+        if lease is None:
+            return len(claimed)
+        decided = await self._revoke(directory, leased)
+        if decided:
+            held = lease
+            await publisher.publish_claimed(
+                self.pool,
+                self.producer,
+                claim=lambda conn: attempts.reclaim_windows(conn, decided, held),
+                encode=lambda waiting: self._window_messages([w for w in waiting if w.revoked]),
+                mark=attempts.mark_window_expired,
+            )
+        return len(claimed)
+
+    async def _revoke(
+        self, directory: Directory, leased: Sequence[attempts.Waiting]
+    ) -> list[attempts.Waiting]:
+        """Revoke the leased windows' messages, one at a time and outside any transaction;
+        returns those whose revoke answered (won or lost)."""
+        decided: list[attempts.Waiting] = []
+        deadline = time.monotonic() + REVOKE_BUDGET_S
+        for w in leased:
+            revoke = _revoker(directory, w)
+            if revoke is None or w.phone is None:
+                continue  # never so: only windows with a revoker are leased
+            if time.monotonic() > deadline:
+                break  # the rest keep their lease: another round takes them once it lapses
+            mid = message_id(w.campaign_id, w.recipient_id, w.attempt_no)
+            try:
+                withdrawn = await revoke(mid, w.phone)
+            except RevokeError as exc:
+                log.warning(
+                    "revoke of %s failed (%s): tried again in %d s",
+                    mid,
+                    exc.code,
+                    REVOKE_LEASE_S,
+                    extra={"event": "revoke_failed", "error": exc.error_class.value},
                 )
-            topic = self.settings.topic(TOPIC_STATUS_EVENTS)
-            for campaign_id, events in by_campaign.items():
-                value = codec.encode({"v": 1, "events": [to_wire(e) for e in events]})
-                await self.producer.send_and_wait(topic, value, key=codec.key(campaign_id))
-            await attempts.mark_window_expired(conn, waiting)
-        return len(waiting)
+                continue
+            if withdrawn:
+                # Before the failure is published: a repeated revoke would answer 404 as if
+                # the message had been delivered.
+                await attempts.record_revoked(self.pool, w)
+            decided.append(w)
+        return decided
+
+    def _window_messages(self, expired: Sequence[attempts.Waiting]) -> list[publisher.Message]:
+        """A failure event per expired window, one record per campaign (keyed by campaign)."""
+        now_ms = int(time.time() * 1000)
+        by_campaign: dict[str, list[StatusEvent]] = defaultdict(list)
+        for w in expired:
+            by_campaign[w.campaign_id].append(
+                StatusEvent(
+                    campaign_id=w.campaign_id,
+                    recipient_id=w.recipient_id,
+                    attempt=w.attempt_no,
+                    channel=w.channel,
+                    status=RecipientStatus.FAILED,
+                    occurred_at_ms=now_ms,
+                    source="sweeper",
+                    accepted=True,
+                    fallback=w.attempt_no < w.chain_length,
+                    error_code=WINDOW_EXPIRED,
+                    error_description="no delivery within the campaign's fallback window",
+                )
+            )
+        topic = self.settings.topic(TOPIC_STATUS_EVENTS)
+        return [
+            publisher.Message(topic, codec.key(campaign_id), envelope.status_value(events))
+            for campaign_id, events in by_campaign.items()
+        ]
+
+
+def _revoker(
+    directory: Directory, w: attempts.Waiting
+) -> Callable[[str, str], Awaitable[bool]] | None:
+    """The revoke a window's message needs before its failure counts: none when its provider
+    cannot revoke, the attempt has no phone, or a revoke of it already won."""
+    if w.revoked or not w.phone:
+        return None
+    provider = directory.by_label(w.provider, Channel(w.channel))
+    revoke: Callable[[str, str], Awaitable[bool]] | None = getattr(provider, "revoke", None)
+    return revoke
 
 
 async def every(

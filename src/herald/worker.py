@@ -22,14 +22,14 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from herald import metrics
-from herald.bus import codec, consumer
+from herald.bus import codec, consumer, envelope
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_DISPATCH_BATCHES, TOPIC_STATUS_EVENTS
 from herald.delivery import Delivery
 from herald.domain.campaign import CampaignStatus
 from herald.domain.compose import RecipientRow
 from herald.domain.events import CampaignConfirmed, EventError, parse_campaign_confirmed
-from herald.domain.status import RecipientStatus, StatusEvent, to_wire
+from herald.domain.status import RecipientStatus, StatusEvent
 from herald.domain.work import BatchItem, FallbackItem, batch_to_wire, parse_work
 from herald.providers.directory import Directory
 from herald.settings import Settings
@@ -284,5 +284,5 @@ class Worker:
         if not events:
             return
         topic = self.settings.topic(TOPIC_STATUS_EVENTS)
-        value = codec.encode({"v": 1, "events": [to_wire(e) for e in events]})
+        value = envelope.status_value(events)
         await self.producer.send_and_wait(topic, value, key=codec.key(campaign_id))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple
 
@@ -162,17 +162,58 @@ class Waiting:
     provider: str
     phone: str | None
     chain_length: int
+    revoked: bool = False  # a revoke of its message won already: the failure is owed
+
+    @property
+    def key(self) -> AttemptKey:
+        return (self.campaign_id, self.recipient_id, self.attempt_no)
 
 
 async def claim_expired_windows(conn: asyncpg.Connection, limit: int) -> list[Waiting]:
-    """Inside a transaction: accepted attempts past their step's window, locked."""
+    """Inside a transaction: accepted attempts past their step's window and not leased by
+    another sweeper, locked."""
     rows = await conn.fetch(sql("attempts", "expired_windows"), limit)
     return [Waiting(**dict(r)) for r in rows]
 
 
+async def lease_windows(
+    conn: asyncpg.Connection, waiting: Sequence[Waiting], lease_s: float
+) -> datetime | None:
+    """Inside the claiming transaction: keeps other sweepers off these attempts for lease_s.
+    Returns the lease, which reclaim_windows asks for (None when waiting is empty)."""
+    if not waiting:
+        return None
+    lease: datetime = await conn.fetchval(
+        sql("attempts", "lease_windows"), *_keys(waiting), float(lease_s)
+    )
+    return lease
+
+
+async def record_revoked(pool: asyncpg.Pool, waiting: Waiting) -> None:
+    """Outside any transaction, right after the provider withdrew the message."""
+    await pool.execute(sql("attempts", "record_revoked"), *waiting.key)
+
+
+async def reclaim_windows(
+    conn: asyncpg.Connection, waiting: Sequence[Waiting], lease: datetime
+) -> list[Waiting]:
+    """Inside a transaction: those of `waiting` still waiting under this lease, locked, each
+    with whether a revoke of its message is recorded."""
+    if not waiting:
+        return []
+    by_key = {w.key: w for w in waiting}
+    rows = await conn.fetch(sql("attempts", "reclaim_windows"), *_keys(waiting), lease)
+    return [replace(by_key[(r[0], r[1], r[2])], revoked=r[3]) for r in rows]
+
+
 async def mark_window_expired(conn: asyncpg.Connection, waiting: Sequence[Waiting]) -> None:
-    await conn.execute(
-        sql("attempts", "mark_window_expired"),
+    if waiting:
+        await conn.execute(sql("attempts", "mark_window_expired"), *_keys(waiting))
+
+
+def _keys(waiting: Sequence[Waiting]) -> tuple[list[str], list[int], list[int]]:
+    """Attempt keys as three array parameters (unnest in SQL)."""
+    return (
         [w.campaign_id for w in waiting],
         [w.recipient_id for w in waiting],
         [w.attempt_no for w in waiting],

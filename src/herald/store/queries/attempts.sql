@@ -106,16 +106,19 @@ FROM attempts WHERE provider_message_id = ANY ($1::text[]);
 -- recipient `sent` and its campaign open forever. domain/fallback.decide is this rule.
 -- In every live status: a paused campaign's hand-overs wait for resume, a cancelled one's
 -- end cancelled, and neither leaves recipients `sent` forever. Claimed so one sweeper
--- handles each.
+-- handles each; an attempt leased for a revoke in flight is left to its sweeper until the
+-- lease lapses.
 SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.channel, a.provider, r.phone,
        CASE WHEN c.fallback_policy -> a.channel ->> 'success' IN ('accepted', 'sent')
             THEN a.attempt_no
             ELSE cardinality(string_to_array(c.sending_mode, '_'))
-       END AS chain_length
+       END AS chain_length,
+       a.revoked_at IS NOT NULL AS revoked
 FROM attempts a
 JOIN campaigns c ON c.id = a.campaign_id
 JOIN recipients r ON r.campaign_id = a.campaign_id AND r.id = a.recipient_id
 WHERE a.status = 'sent' AND a.window_expired_at IS NULL
+  AND (a.window_leased_until IS NULL OR a.window_leased_until < now())
   AND c.status IN ('sending', 'paused', 'cancelled')
   AND a.created_at < now() - make_interval(
       secs => coalesce((c.fallback_policy -> a.channel ->> 'after_s')::int,
@@ -130,3 +133,29 @@ UPDATE attempts a SET window_expired_at = now()
 FROM unnest($1::text[], $2::int[], $3::smallint[]) AS k (campaign_id, recipient_id, attempt_no)
 WHERE a.campaign_id = k.campaign_id AND a.recipient_id = k.recipient_id
   AND a.attempt_no = k.attempt_no;
+
+-- name: lease_windows
+-- Attempts whose revoke goes out after this transaction commits: no other sweeper claims them
+-- for $4 seconds. The lease (one value for the transaction) names this sweeper's claim.
+UPDATE attempts a SET window_leased_until = now() + make_interval(secs => $4)
+FROM unnest($1::text[], $2::int[], $3::smallint[]) AS k (campaign_id, recipient_id, attempt_no)
+WHERE a.campaign_id = k.campaign_id AND a.recipient_id = k.recipient_id
+  AND a.attempt_no = k.attempt_no
+RETURNING a.window_leased_until;
+
+-- name: record_revoked
+-- Written as soon as the provider withdrew the message, before the failure is published.
+UPDATE attempts SET revoked_at = coalesce(revoked_at, now())
+WHERE campaign_id = $1 AND recipient_id = $2 AND attempt_no = $3;
+
+-- name: reclaim_windows
+-- The leased attempts still waiting once their revokes are done, locked again: a delivery
+-- folded meanwhile (no longer sent) or another sweeper's claim (the lease lapsed) drops out.
+SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.revoked_at IS NOT NULL AS revoked
+FROM attempts a
+JOIN unnest($1::text[], $2::int[], $3::smallint[]) AS k (campaign_id, recipient_id, attempt_no)
+  ON a.campaign_id = k.campaign_id AND a.recipient_id = k.recipient_id
+ AND a.attempt_no = k.attempt_no
+WHERE a.status = 'sent' AND a.window_expired_at IS NULL AND a.window_leased_until = $4
+ORDER BY a.campaign_id, a.recipient_id, a.attempt_no
+FOR UPDATE OF a SKIP LOCKED;

@@ -30,8 +30,8 @@ from viberbot.api.viber_requests import (  # type: ignore[import-untyped]
     ViberUnsubscribedRequest,
 )
 
-from herald.domain.dispatch import classify
 from herald.domain.channels import Channel
+from herald.domain.dispatch import classify
 from herald.domain.identities import IdentityEvent
 from herald.domain.status import RecipientStatus
 from herald.providers import viber

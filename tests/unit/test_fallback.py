@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from herald.domain.dispatch import classify
 from herald.demo import campaign_event
 from herald.domain.channels import Channel, SendingMode
 from herald.domain.compose import Message, RecipientRow, Skip, compose
+from herald.domain.dispatch import classify
 from herald.domain.events import parse_campaign_confirmed
 from herald.domain.status import (
     RecipientState,

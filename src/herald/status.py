@@ -388,13 +388,17 @@ def _fold_attempts(
     delays: dict[str, list[float]] = defaultdict(list)
     now = datetime.now(UTC)
     failed = RecipientStatus.FAILED
-    for akey, (state, created_at) in locked.items():
+    for akey, (state, created_at, has_message_id) in locked.items():
         evs = by_attempt[akey]
         after = fold(state, evs)
         if after == state:
             continue
-        provider_id = evs[0].provider_message_id or next(
-            (e.provider_message_id for e in evs if e.provider_message_id), None
+        # A row that has its provider message id keeps it (the write would not change it).
+        provider_id = (
+            None
+            if has_message_id
+            else evs[0].provider_message_id
+            or next((e.provider_message_id for e in evs if e.provider_message_id), None)
         )
         writes.append((akey, after, provider_id))
         channel = state.channel or ""

@@ -75,37 +75,43 @@ class StatusFolder:
             return await self._handle(records)
 
     async def _handle(self, records: Sequence[ConsumerRecord]) -> bool:
-        events: list[tuple[ConsumerRecord, StatusEvent]] = []
+        # Each record with its events, to find the records of events the fold refuses.
+        decoded: list[tuple[ConsumerRecord, list[StatusEvent]]] = []
+        events: list[StatusEvent] = []
         learned: list[IdentityEvent] = []
+        is_identity = identities.is_identity
         for record in records:
             try:
                 raw = codec.decode(record.value)
                 if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
                     raise ValueError("status record must be an object with an events list")
-                # Channel identities (a Viber user subscribing) travel on the same topic.
-                known = [
-                    identities.from_wire(i) for i in raw["events"] if identities.is_identity(i)
-                ]
-                parsed = [from_wire(i) for i in raw["events"] if not identities.is_identity(i)]
+                parsed = []
+                known = []
+                for item in raw["events"]:
+                    # Channel identities (a Viber user subscribing) travel on the same topic.
+                    if is_identity(item):
+                        known.append(identities.from_wire(item))
+                    else:
+                        parsed.append(from_wire(item))
             except (codec.DecodeError, ValueError) as exc:
                 await self.dead_letter.send(record, f"invalid_status: {exc}")
                 continue
-            events.extend((record, e) for e in parsed)
-            learned.extend(known)
+            decoded.append((record, parsed))
+            events += parsed
+            learned += known
         if learned:
             async with self.pool.acquire() as conn, conn.transaction():
                 await contacts.apply_identities(conn, learned)
         if events:
-            result = await self.fold([e for _, e in events])
+            result = await self.fold(events)
             if result.orphans:
-                bad = {
-                    id(r): r for r, e in events if (e.campaign_id, e.recipient_id) in result.orphans
-                }
-                for record in bad.values():
+                for record in _records_of(
+                    decoded, lambda e: (e.campaign_id, e.recipient_id) in result.orphans
+                ):
                     await self.dead_letter.send(record, "unknown_recipient: no such recipient")
             if result.mismatched:
                 wrong = {_attempt_key(e) for e in result.mismatched}
-                for record in {id(r): r for r, e in events if _attempt_key(e) in wrong}.values():
+                for record in _records_of(decoded, lambda e: _attempt_key(e) in wrong):
                     await self.dead_letter.send(
                         record, "channel_mismatch: the callback's channel is not its attempt's"
                     )
@@ -204,7 +210,8 @@ class StatusFolder:
     ) -> list[StatusEvent]:
         """Events that name only a provider message id get their attempt; unknown ones wait
         in parked_status_events (the callback raced the send's bookkeeping)."""
-        unresolved = [e for e in events if is_unresolved(e)]
+        # is_unresolved, inline: this runs once per event.
+        unresolved = [e for e in events if not e.campaign_id]
         if not unresolved:
             return list(events)
         ids = sorted({e.provider_message_id for e in unresolved if e.provider_message_id})
@@ -253,6 +260,14 @@ def _attempt_key(event: StatusEvent) -> tuple[str, int, int, str | None]:
     return (event.campaign_id, event.recipient_id, event.attempt, event.provider_message_id)
 
 
+def _records_of(
+    decoded: Sequence[tuple[ConsumerRecord, Sequence[StatusEvent]]],
+    refused: Callable[[StatusEvent], bool],
+) -> list[ConsumerRecord]:
+    """The records holding at least one refused event, each once, in order."""
+    return [record for record, events in decoded if any(refused(e) for e in events)]
+
+
 def _ends_on_acceptance(
     events: list[StatusEvent], stops: dict[str, frozenset[str]]
 ) -> list[StatusEvent]:
@@ -276,14 +291,17 @@ def _own_channel(
     """Events whose channel is the one their attempt used: attempt n of a campaign is the
     n-th channel of its chain. Anything else (a WhatsApp `read` naming an SMS attempt) is set
     aside in result.mismatched."""
+    # Channel names by value once, not an enum attribute read per event.
+    names = {cid: tuple(step.value for step in steps) for cid, steps in chains.items()}
     kept = []
     for event in events:
-        steps = chains.get(event.campaign_id)
         n = event.attempt
-        if steps is not None and n > 0 and (n > len(steps) or steps[n - 1].value != event.channel):
-            result.mismatched.append(event)
-        else:
-            kept.append(event)
+        if n > 0:
+            steps = names.get(event.campaign_id)
+            if steps is not None and (n > len(steps) or steps[n - 1] != event.channel):
+                result.mismatched.append(event)
+                continue
+        kept.append(event)
     return kept
 
 

@@ -100,6 +100,7 @@ def fold(
     status, accepted, channel, error_code, error_description = state
     rank = RANK[status]
     failed = RecipientStatus.FAILED
+    moved = False
     for event in events:
         incoming = event.status
         if (
@@ -109,11 +110,13 @@ def fold(
             and 1 <= event.attempt < chain_length
         ):
             incoming = RecipientStatus.QUEUED  # as for_recipient maps it
-        accepted = accepted or event.accepted or incoming in ACCEPTED
+        if not accepted and (event.accepted or incoming in ACCEPTED):
+            accepted = moved = True
         incoming_rank = RANK[incoming]
         # failed, skipped and cancelled share a rank; none replaces another.
         if incoming_rank <= rank:
             continue
+        moved = True
         rank = incoming_rank
         status = incoming
         channel = event.channel or channel
@@ -124,13 +127,10 @@ def fold(
             # Delivered after a failure report: the failure no longer describes the recipient.
             error_code = None
             error_description = None
-    return RecipientState(
-        status=status,
-        accepted=accepted,
-        channel=channel,
-        error_code=error_code,
-        error_description=error_description,
-    )
+    if not moved:
+        return state  # the same object: nothing to write
+    # Positional, in RecipientState's field order: the fold makes one per changed row.
+    return RecipientState(status, accepted, channel, error_code, error_description)
 
 
 @dataclass(frozen=True, kw_only=True)

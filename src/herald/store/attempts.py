@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from herald.domain.status import STATUSES, RecipientState
+from herald.domain.status import STATUSES, RecipientState, new_tuple
 from herald.store.queries import int_array, json_rows, sql
 
 AttemptKey = tuple[str, int, int]
@@ -106,13 +106,14 @@ async def lock_states(
 ) -> dict[AttemptKey, LockedAttempt]:
     """Locks the rows, one (campaign, attempt number) group at a time in recipient order (as
     record_results locks an attempt number's rows), and returns their states."""
-    groups: dict[tuple[str, int], set[int]] = {}
+    # Ids in any order, repeats allowed: the index scan sorts and dedups an array's keys.
+    groups: dict[tuple[str, int], list[int]] = {}
     for campaign_id, recipient_id, attempt_no in keys:
         ids = groups.get((campaign_id, attempt_no))
         if ids is None:
-            groups[(campaign_id, attempt_no)] = {recipient_id}
+            groups[(campaign_id, attempt_no)] = [recipient_id]
         else:
-            ids.add(recipient_id)
+            ids.append(recipient_id)
     if not groups:
         return {}
     order = sorted(groups)
@@ -120,13 +121,14 @@ async def lock_states(
         sql("attempts", "lock_states"),
         [g[0] for g in order],
         [g[1] for g in order],
-        [int_array(sorted(groups[g])) for g in order],
+        [int_array(groups[g]) for g in order],
     )
     statuses = STATUSES
     # Positional reads and named tuples: this runs once per folded attempt.
     return {
-        (r[0], r[1], r[2]): LockedAttempt(
-            RecipientState(statuses[r[3]], r[4], r[5], r[6], r[7]), r[8], r[9]
+        (r[0], r[1], r[2]): new_tuple(
+            LockedAttempt,
+            (new_tuple(RecipientState, (statuses[r[3]], r[4], r[5], r[6], r[7])), r[8], r[9]),
         )
         for r in rows
     }
@@ -158,7 +160,7 @@ async def write_states(
             sql("attempts", "write_states"),
             [g[0] for g in groups],
             [g[1] for g in groups],
-            [int_array(sorted(ids)) for ids in groups.values()],
+            [int_array(ids) for ids in groups.values()],
             [g[2].status.value for g in groups],
             [g[2].accepted for g in groups],
             [g[2].error_code for g in groups],

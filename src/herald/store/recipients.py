@@ -11,7 +11,7 @@ import asyncpg
 
 from herald.domain.channels import Channel
 from herald.domain.compose import RecipientRow
-from herald.domain.status import STATUSES, RecipientState
+from herald.domain.status import STATUSES, RecipientState, new_tuple
 from herald.store.queries import int_array, sql
 
 RecipientKey = tuple[str, int]
@@ -88,24 +88,28 @@ async def lock_states(
 ) -> tuple[dict[RecipientKey, RecipientState], dict[RecipientKey, int]]:
     """Locks the rows in key order (as every writer of them does) and returns their states,
     and the A/B variant of those that have one (none when no campaign has a test)."""
-    by_campaign: dict[str, set[int]] = {}
+    # Ids in any order, repeats allowed: the index scan sorts and dedups an array's keys.
+    by_campaign: dict[str, list[int]] = {}
     for campaign_id, recipient_id in keys:
         ids = by_campaign.get(campaign_id)
         if ids is None:
-            by_campaign[campaign_id] = {recipient_id}
+            by_campaign[campaign_id] = [recipient_id]
         else:
-            ids.add(recipient_id)
+            ids.append(recipient_id)
     if not by_campaign:
         return {}, {}
     campaign_ids = sorted(by_campaign)
     rows = await conn.fetch(
         sql("recipients", "lock_states"),
         campaign_ids,
-        [int_array(sorted(by_campaign[c])) for c in campaign_ids],
+        [int_array(by_campaign[c]) for c in campaign_ids],
     )
     statuses = STATUSES
     # Positional reads and a named tuple per row: this runs once per folded recipient.
-    states = {(r[0], r[1]): RecipientState(statuses[r[2]], r[3], r[4], r[5], r[6]) for r in rows}
+    states = {
+        (r[0], r[1]): new_tuple(RecipientState, (statuses[r[2]], r[3], r[4], r[5], r[6]))
+        for r in rows
+    }
     variants = {(r[0], r[1]): r[7] for r in rows if r[7] is not None}
     return states, variants
 
@@ -127,7 +131,7 @@ async def write_states(
     await conn.execute(
         sql("recipients", "write_states"),
         [c for c, _ in groups],
-        [int_array(sorted(ids)) for ids in groups.values()],
+        [int_array(ids) for ids in groups.values()],
         [s.status.value for _, s in groups],
         [s.accepted for _, s in groups],
         [s.channel for _, s in groups],

@@ -64,7 +64,7 @@ WHERE a.campaign_id = $1 AND a.recipient_id = s.recipient_id AND a.attempt_no = 
 
 -- name: lock_states
 -- $1: campaign ids, $2: attempt numbers, $3: the recipient ids of each (campaign, attempt) as
--- an integer array literal (store.queries.int_array), sorted; groups in (campaign, attempt)
+-- an integer array literal (store.queries.int_array); groups in (campaign, attempt)
 -- order. One index scan per group, recipients in id order: record_results locks one attempt
 -- number at a time in recipient order, so the two never wait on each other in a cycle.
 -- Columns are read by position; the last says whether the row has its provider message id.

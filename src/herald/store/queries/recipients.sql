@@ -28,7 +28,7 @@ ORDER BY r.id;
 
 -- name: lock_states
 -- $1: campaign ids in order, $2: each one's recipient ids as an integer array literal
--- (store.queries.int_array), sorted. One index scan per campaign, campaign after campaign (a
+-- (store.queries.int_array). One index scan per campaign, campaign after campaign (a
 -- lateral join runs in $1's order), so rows are locked in (campaign, id) order, as every
 -- writer of them locks them; always by campaign_id (a partitioned table prunes
 -- to the campaign's partition). Columns are read by position.

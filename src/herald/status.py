@@ -130,24 +130,8 @@ class StatusFolder:
         async with self.pool.acquire() as conn, conn.transaction():
             events = await self._resolve(conn, events, result)
             chains = await self._chains_of(conn, {e.campaign_id for e in events})
-            events = _own_channel(events, chains, result)
             events = _ends_on_acceptance(events, self._stops)
-            by_recipient: dict[tuple[str, int], list[StatusEvent]] = {}
-            by_attempt: dict[tuple[str, int, int], list[StatusEvent]] = {}
-            for event in events:
-                rkey = (event.campaign_id, event.recipient_id)
-                group = by_recipient.get(rkey)
-                if group is None:
-                    by_recipient[rkey] = [event]
-                else:
-                    group.append(event)
-                if event.attempt > 0:
-                    akey = (event.campaign_id, event.recipient_id, event.attempt)
-                    group = by_attempt.get(akey)
-                    if group is None:
-                        by_attempt[akey] = [event]
-                    else:
-                        group.append(event)
+            by_recipient, by_attempt = _grouped(events, chains, result)
             lengths = {cid: len(steps) for cid, steps in chains.items()}
 
             current, variants = await recipients.lock_states(conn, by_recipient)
@@ -155,7 +139,10 @@ class StatusFolder:
             # PostgreSQL and Python take turns in a fold; with two queries each sent before
             # the Python work that does not need their answer, they work side by side.
             locked, rfold = await _meanwhile(
-                attempts.lock_states(conn, (k for k in by_attempt if k[:2] in current)),
+                attempts.lock_states(
+                    conn,
+                    (k for k in by_attempt if k[:2] in current) if result.orphans else by_attempt,
+                ),
                 lambda: _fold_recipients(by_recipient, current, lengths, variants),
             )
             _, afold = await _meanwhile(
@@ -285,24 +272,36 @@ def _ends_on_acceptance(
     ]
 
 
-def _own_channel(
+def _grouped(
     events: list[StatusEvent], chains: dict[str, tuple[Channel, ...]], result: FoldResult
-) -> list[StatusEvent]:
-    """Events whose channel is the one their attempt used: attempt n of a campaign is the
-    n-th channel of its chain. Anything else (a WhatsApp `read` naming an SMS attempt) is set
-    aside in result.mismatched."""
+) -> tuple[dict[tuple[str, int], list[StatusEvent]], dict[tuple[str, int, int], list[StatusEvent]]]:
+    """Events by recipient and by attempt, in one pass. Only events whose channel is the one
+    their attempt used: attempt n of a campaign is the n-th channel of its chain; anything else
+    (a WhatsApp `read` naming an SMS attempt) is set aside in result.mismatched."""
     # Channel names by value once, not an enum attribute read per event.
     names = {cid: tuple(step.value for step in steps) for cid, steps in chains.items()}
-    kept = []
+    by_recipient: dict[tuple[str, int], list[StatusEvent]] = {}
+    by_attempt: dict[tuple[str, int, int], list[StatusEvent]] = {}
     for event in events:
-        n = event.attempt
+        campaign_id, recipient_id, n = event.campaign_id, event.recipient_id, event.attempt
         if n > 0:
-            steps = names.get(event.campaign_id)
+            steps = names.get(campaign_id)
             if steps is not None and (n > len(steps) or steps[n - 1] != event.channel):
                 result.mismatched.append(event)
                 continue
-        kept.append(event)
-    return kept
+            akey = (campaign_id, recipient_id, n)
+            group = by_attempt.get(akey)
+            if group is None:
+                by_attempt[akey] = [event]
+            else:
+                group.append(event)
+        rkey = (campaign_id, recipient_id)
+        group = by_recipient.get(rkey)
+        if group is None:
+            by_recipient[rkey] = [event]
+        else:
+            group.append(event)
+    return by_recipient, by_attempt
 
 
 T = TypeVar("T")

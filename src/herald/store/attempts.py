@@ -124,11 +124,13 @@ async def lock_states(
         [int_array(groups[g]) for g in order],
     )
     statuses = STATUSES
-    # Positional reads and named tuples: this runs once per folded attempt.
+    # Positional reads and named tuples: this runs once per folded attempt. Keys hold the
+    # caller's campaign id strings (rows name their group by position).
+    named = (("", 0), *order)
     return {
-        (r[0], r[1], r[2]): new_tuple(
+        (named[r[0]][0], r[1], named[r[0]][1]): new_tuple(
             LockedAttempt,
-            (new_tuple(RecipientState, (statuses[r[3]], r[4], r[5], r[6], r[7])), r[8], r[9]),
+            (new_tuple(RecipientState, (statuses[r[2]], r[3], r[4], r[5], r[6])), r[7], r[8]),
         )
         for r in rows
     }

@@ -105,12 +105,14 @@ async def lock_states(
         [int_array(by_campaign[c]) for c in campaign_ids],
     )
     statuses = STATUSES
-    # Positional reads and a named tuple per row: this runs once per folded recipient.
+    # Positional reads and a named tuple per row: this runs once per folded recipient. Keys
+    # hold the caller's campaign id strings (rows name their campaign by position).
+    named = ("", *campaign_ids)
     states = {
-        (r[0], r[1]): new_tuple(RecipientState, (statuses[r[2]], r[3], r[4], r[5], r[6]))
+        (named[r[0]], r[1]): new_tuple(RecipientState, (statuses[r[2]], r[3], r[4], r[5], r[6]))
         for r in rows
     }
-    variants = {(r[0], r[1]): r[7] for r in rows if r[7] is not None}
+    variants = {(named[r[0]], r[1]): r[7] for r in rows if r[7] is not None}
     return states, variants
 
 

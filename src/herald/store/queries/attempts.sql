@@ -67,10 +67,12 @@ WHERE a.campaign_id = $1 AND a.recipient_id = s.recipient_id AND a.attempt_no = 
 -- an integer array literal (store.queries.int_array); groups in (campaign, attempt)
 -- order. One index scan per group, recipients in id order: record_results locks one attempt
 -- number at a time in recipient order, so the two never wait on each other in a cycle.
--- Columns are read by position; the last says whether the row has its provider message id.
-SELECT g.campaign_id, a.recipient_id, g.attempt_no, a.status, a.accepted, a.channel,
-       a.error_code, a.error_description, a.created_at, a.provider_message_id IS NOT NULL
-FROM unnest($1::text[], $2::smallint[], $3::text[]) AS g (campaign_id, attempt_no, ids)
+-- Columns are read by position: the first is the group's position in $1.. (from 1), the last
+-- says whether the row has its provider message id.
+SELECT g.n, a.recipient_id, a.status, a.accepted, a.channel, a.error_code,
+       a.error_description, a.created_at, a.provider_message_id IS NOT NULL
+FROM unnest($1::text[], $2::smallint[], $3::text[]) WITH ORDINALITY
+     AS g (campaign_id, attempt_no, ids, n)
 CROSS JOIN LATERAL (
     SELECT a.recipient_id, a.status, a.accepted, a.channel, a.error_code, a.error_description,
            a.created_at, a.provider_message_id

@@ -31,10 +31,11 @@ ORDER BY r.id;
 -- (store.queries.int_array). One index scan per campaign, campaign after campaign (a
 -- lateral join runs in $1's order), so rows are locked in (campaign, id) order, as every
 -- writer of them locks them; always by campaign_id (a partitioned table prunes
--- to the campaign's partition). Columns are read by position.
-SELECT c.campaign_id, r.id, r.status, r.accepted, r.channel, r.error_code,
-       r.error_description, r.variant
-FROM unnest($1::text[], $2::text[]) AS c (campaign_id, ids)
+-- to the campaign's partition). Columns are read by position; the first is the campaign's
+-- position in $1 (from 1), so no row carries its campaign id back.
+SELECT c.n, r.id, r.status, r.accepted, r.channel, r.error_code, r.error_description,
+       r.variant
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c (campaign_id, ids, n)
 CROSS JOIN LATERAL (
     SELECT r.id, r.status, r.accepted, r.channel, r.error_code, r.error_description, r.variant
     FROM recipients r

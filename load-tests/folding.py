@@ -171,5 +171,13 @@ async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "fold_seconds_in_transactions": round(folds.sum, 3),
         "fold_status": counters.status,
         "fold_cpu_s": {k: v for k, v in cpu.items() if k in ("status", "postgres", "broker")},
+        # The events fold_events_per_s and fold_cpu_s cover (from the first fold seen), and
+        # the CPU per event of each process group over them.
+        "fold_events_timed": events - s0,
+        "fold_cpu_us_per_event": {
+            k: round(v / max(1, events - s0) * 1e6, 2)
+            for k, v in cpu.items()
+            if k in ("status", "postgres", "broker")
+        },
         "fold_lost": lost,
     }

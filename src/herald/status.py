@@ -186,7 +186,9 @@ class StatusFolder:
                 extra={"event": "campaign_ended", "campaign_id": campaign_id, "status": end},
             )
         metrics.STATUS_EVENTS_FOLDED.labels(outcome="changed").inc(changed)
-        metrics.STATUS_EVENTS_FOLDED.labels(outcome="unchanged").inc(len(events) - changed)
+        # Every event that was folded is in a recipient's group (mismatched ones are not).
+        folded = sum(len(group) for group in by_recipient.values())
+        metrics.STATUS_EVENTS_FOLDED.labels(outcome="unchanged").inc(folded - changed)
         metrics.FOLD_DURATION.observe(time.perf_counter() - started)
         return result
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from herald.demo import campaign_event
 from herald.domain.campaign import Command
@@ -29,6 +30,14 @@ CAMPAIGN = "fold-c1"
 RECIPIENTS = 60
 CHAIN = ("whatsapp", "rcs", "sms")
 S = RecipientStatus
+
+
+def _folded_counts() -> tuple[float, float]:
+    """herald_status_events_folded_total: (changed, unchanged)."""
+    return tuple(  # type: ignore[return-value]
+        REGISTRY.get_sample_value("herald_status_events_folded_total", {"outcome": o}) or 0.0
+        for o in ("changed", "unchanged")
+    )
 
 
 class _NoDeadLetters:
@@ -346,8 +355,12 @@ async def test_a_callback_moves_only_an_attempt_of_its_own_channel(pg_url: str) 
             ev("whatsapp", 0, 0, "sms-pm"),  # names an SMS attempt by its provider id
         ]
         folder = StatusFolder(pool=pool, dead_letter=_NoDeadLetters())  # type: ignore[arg-type]
+        before = _folded_counts()
         result = await folder.fold([*forged, ev("whatsapp", 3, 1)])
         assert sorted(result.mismatched) == sorted(forged)
+        # Only the one event of its own channel counts as folded (it moved its recipient).
+        after = _folded_counts()
+        assert (after[0] - before[0], after[1] - before[1]) == (1, 0)
         rows = await pool.fetch(
             "SELECT id, status FROM recipients WHERE campaign_id = $1 AND id <= 3 ORDER BY id",
             CAMPAIGN,

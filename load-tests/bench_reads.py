@@ -91,7 +91,8 @@ LEFT JOIN (SELECT id, phone, email, row_number() OVER (ORDER BY id) AS rn
 
 GENERATE_ATTEMPTS = """
 INSERT INTO attempts (campaign_id, recipient_id, attempt_no, channel, provider, outcome,
-                      status, accepted, provider_message_id, error_code, created_at, updated_at)
+                      status, accepted, provider_message_id, error_code, created_at, updated_at,
+                      window_open)
 SELECT r.campaign_id, r.id, a, (ARRAY['whatsapp', 'rcs', 'sms'])[a],
        (ARRAY['meta', 'google', 'twilio'])[a],
        CASE WHEN a < last THEN 'accepted' WHEN r.status = 'failed' THEN 'rejected'
@@ -100,7 +101,9 @@ SELECT r.campaign_id, r.id, a, (ARRAY['whatsapp', 'rcs', 'sms'])[a],
        a = last AND r.accepted,
        'pm-' || r.id || '-' || a,
        CASE WHEN a < last OR r.status = 'failed' THEN 'provider_failed' END,
-       now(), now()
+       now(), now(),
+       -- Waiting for a fallback window only while sent, as the fold leaves it (0022).
+       a = last AND r.status IN ('queued', 'sent')
 FROM recipients r
 CROSS JOIN LATERAL (SELECT CASE r.channel WHEN 'whatsapp' THEN 1 WHEN 'rcs' THEN 2
                                            ELSE 3 END AS last) AS l

@@ -32,6 +32,10 @@ from herald.settings import Settings
 from herald.store import attempts, campaigns, db
 
 
+def _message_id(recipient_id: int) -> str:
+    return f"wamid.bench{recipient_id}"
+
+
 def status_records(campaign_id: str, count: int, per_record: int) -> tuple[list[bytes], int, int]:
     """Status records for `count` recipients, as the worker and ingress write them: each
     recipient's `sent` (worker records of 500), then `delivered`, then `read` for every
@@ -49,7 +53,7 @@ def status_records(campaign_id: str, count: int, per_record: int) -> tuple[list[
                 occurred_at_ms=now_ms,
                 source=source,
                 accepted=True,
-                provider_message_id=f"wamid.bench{rid}",
+                provider_message_id=_message_id(rid),
             )
         )
 
@@ -98,6 +102,24 @@ async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             total = await campaigns.expand(conn, event)
         ids = list(range(1, total + 1))
         await attempts.insert_pending(pool, campaign_id, ids, [1] * total, "whatsapp", "whatsapp")
+        # Each send's answer as the worker records it before publishing the `sent` event: the
+        # provider's message id is on the attempt row before any status event is folded.
+        await attempts.record_results(
+            pool,
+            campaign_id,
+            [
+                attempts.Result(
+                    recipient_id=rid,
+                    attempt_no=1,
+                    provider="whatsapp",
+                    outcome="accepted",
+                    provider_message_id=_message_id(rid),
+                    error_code=None,
+                    error_description=None,
+                )
+                for rid in ids
+            ],
+        )
         records, events, reads = status_records(campaign_id, total, args.fold_record_events)
         async with kafka_producer(settings) as producer:
             topic = settings.topic(TOPIC_STATUS_EVENTS)
@@ -149,5 +171,13 @@ async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "fold_seconds_in_transactions": round(folds.sum, 3),
         "fold_status": counters.status,
         "fold_cpu_s": {k: v for k, v in cpu.items() if k in ("status", "postgres", "broker")},
+        # The events fold_events_per_s and fold_cpu_s cover (from the first fold seen), and
+        # the CPU per event of each process group over them.
+        "fold_events_timed": events - s0,
+        "fold_cpu_us_per_event": {
+            k: round(v / max(1, events - s0) * 1e6, 2)
+            for k, v in cpu.items()
+            if k in ("status", "postgres", "broker")
+        },
         "fold_lost": lost,
     }

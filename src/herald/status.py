@@ -75,33 +75,41 @@ class StatusFolder:
             return await self._handle(records)
 
     async def _handle(self, records: Sequence[ConsumerRecord]) -> bool:
-        events: list[tuple[ConsumerRecord, StatusEvent]] = []
+        # Each record with its events, to find the records of events the fold refuses.
+        decoded: list[tuple[ConsumerRecord, list[StatusEvent]]] = []
+        events: list[StatusEvent] = []
         learned: list[IdentityEvent] = []
+        is_identity = identities.is_identity
         for record in records:
             try:
                 items = envelope.status_items(record.value)
-                # Channel identities (a Viber user subscribing) travel on the same topic.
-                known = [identities.from_wire(i) for i in items if identities.is_identity(i)]
-                parsed = [from_wire(i) for i in items if not identities.is_identity(i)]
+                parsed = []
+                known = []
+                for item in items:
+                    # Channel identities (a Viber user subscribing) travel on the same topic.
+                    if is_identity(item):
+                        known.append(identities.from_wire(item))
+                    else:
+                        parsed.append(from_wire(item))
             except (codec.DecodeError, ValueError) as exc:
                 await self.dead_letter.send(record, f"invalid_status: {exc}")
                 continue
-            events.extend((record, e) for e in parsed)
-            learned.extend(known)
+            decoded.append((record, parsed))
+            events += parsed
+            learned += known
         if learned:
             async with self.pool.acquire() as conn, conn.transaction():
                 await contacts.apply_identities(conn, learned)
         if events:
-            result = await self.fold([e for _, e in events])
+            result = await self.fold(events)
             if result.orphans:
-                bad = {
-                    id(r): r for r, e in events if (e.campaign_id, e.recipient_id) in result.orphans
-                }
-                for record in bad.values():
+                for record in _records_of(
+                    decoded, lambda e: (e.campaign_id, e.recipient_id) in result.orphans
+                ):
                     await self.dead_letter.send(record, "unknown_recipient: no such recipient")
             if result.mismatched:
                 wrong = {_attempt_key(e) for e in result.mismatched}
-                for record in {id(r): r for r, e in events if _attempt_key(e) in wrong}.values():
+                for record in _records_of(decoded, lambda e: _attempt_key(e) in wrong):
                     await self.dead_letter.send(
                         record, "channel_mismatch: the callback's channel is not its attempt's"
                     )
@@ -120,24 +128,8 @@ class StatusFolder:
         async with self.pool.acquire() as conn, conn.transaction():
             events = await self._resolve(conn, events, result)
             chains = await self._chains_of(conn, {e.campaign_id for e in events})
-            events = _own_channel(events, chains, result)
             events = _ends_on_acceptance(events, self._stops)
-            by_recipient: dict[tuple[str, int], list[StatusEvent]] = {}
-            by_attempt: dict[tuple[str, int, int], list[StatusEvent]] = {}
-            for event in events:
-                rkey = (event.campaign_id, event.recipient_id)
-                group = by_recipient.get(rkey)
-                if group is None:
-                    by_recipient[rkey] = [event]
-                else:
-                    group.append(event)
-                if event.attempt > 0:
-                    akey = (event.campaign_id, event.recipient_id, event.attempt)
-                    group = by_attempt.get(akey)
-                    if group is None:
-                        by_attempt[akey] = [event]
-                    else:
-                        group.append(event)
+            by_recipient, by_attempt = _grouped(events, chains, result)
             lengths = {cid: len(steps) for cid, steps in chains.items()}
 
             current, variants = await recipients.lock_states(conn, by_recipient)
@@ -145,7 +137,10 @@ class StatusFolder:
             # PostgreSQL and Python take turns in a fold; with two queries each sent before
             # the Python work that does not need their answer, they work side by side.
             locked, rfold = await _meanwhile(
-                attempts.lock_states(conn, (k for k in by_attempt if k[:2] in current)),
+                attempts.lock_states(
+                    conn,
+                    (k for k in by_attempt if k[:2] in current) if result.orphans else by_attempt,
+                ),
                 lambda: _fold_recipients(by_recipient, current, lengths, variants),
             )
             _, afold = await _meanwhile(
@@ -171,9 +166,7 @@ class StatusFolder:
                 from_channel=channel, to_channel=to_channel, reason=reason
             ).inc()
         for channel, values in delays.items():
-            histogram = metrics.CALLBACK_DELAY.labels(channel=channel)
-            for value in values:
-                histogram.observe(value)
+            metrics.observe_all(metrics.CALLBACK_DELAY.labels(channel=channel), values)
         for (channel, status, moved), n in rfold.folded_callbacks.items():
             metrics.CALLBACKS_FOLDED.labels(
                 channel=channel, status=status.value, outcome="changed" if moved else "unchanged"
@@ -191,7 +184,9 @@ class StatusFolder:
                 extra={"event": "campaign_ended", "campaign_id": campaign_id, "status": end},
             )
         metrics.STATUS_EVENTS_FOLDED.labels(outcome="changed").inc(changed)
-        metrics.STATUS_EVENTS_FOLDED.labels(outcome="unchanged").inc(len(events) - changed)
+        # Every event that was folded is in a recipient's group (mismatched ones are not).
+        folded = sum(len(group) for group in by_recipient.values())
+        metrics.STATUS_EVENTS_FOLDED.labels(outcome="unchanged").inc(folded - changed)
         metrics.FOLD_DURATION.observe(time.perf_counter() - started)
         return result
 
@@ -200,7 +195,8 @@ class StatusFolder:
     ) -> list[StatusEvent]:
         """Events that name only a provider message id get their attempt; unknown ones wait
         in parked_status_events (the callback raced the send's bookkeeping)."""
-        unresolved = [e for e in events if is_unresolved(e)]
+        # is_unresolved, inline: this runs once per event.
+        unresolved = [e for e in events if not e.campaign_id]
         if not unresolved:
             return list(events)
         ids = sorted({e.provider_message_id for e in unresolved if e.provider_message_id})
@@ -249,6 +245,14 @@ def _attempt_key(event: StatusEvent) -> tuple[str, int, int, str | None]:
     return (event.campaign_id, event.recipient_id, event.attempt, event.provider_message_id)
 
 
+def _records_of(
+    decoded: Sequence[tuple[ConsumerRecord, Sequence[StatusEvent]]],
+    refused: Callable[[StatusEvent], bool],
+) -> list[ConsumerRecord]:
+    """The records holding at least one refused event, each once, in order."""
+    return [record for record, events in decoded if any(refused(e) for e in events)]
+
+
 def _ends_on_acceptance(
     events: list[StatusEvent], stops: dict[str, frozenset[str]]
 ) -> list[StatusEvent]:
@@ -266,21 +270,36 @@ def _ends_on_acceptance(
     ]
 
 
-def _own_channel(
+def _grouped(
     events: list[StatusEvent], chains: dict[str, tuple[Channel, ...]], result: FoldResult
-) -> list[StatusEvent]:
-    """Events whose channel is the one their attempt used: attempt n of a campaign is the
-    n-th channel of its chain. Anything else (a WhatsApp `read` naming an SMS attempt) is set
-    aside in result.mismatched."""
-    kept = []
+) -> tuple[dict[tuple[str, int], list[StatusEvent]], dict[tuple[str, int, int], list[StatusEvent]]]:
+    """Events by recipient and by attempt, in one pass. Only events whose channel is the one
+    their attempt used: attempt n of a campaign is the n-th channel of its chain; anything else
+    (a WhatsApp `read` naming an SMS attempt) is set aside in result.mismatched."""
+    # Channel names by value once, not an enum attribute read per event.
+    names = {cid: tuple(step.value for step in steps) for cid, steps in chains.items()}
+    by_recipient: dict[tuple[str, int], list[StatusEvent]] = {}
+    by_attempt: dict[tuple[str, int, int], list[StatusEvent]] = {}
     for event in events:
-        steps = chains.get(event.campaign_id)
-        n = event.attempt
-        if steps is not None and n > 0 and (n > len(steps) or steps[n - 1].value != event.channel):
-            result.mismatched.append(event)
+        campaign_id, recipient_id, n = event.campaign_id, event.recipient_id, event.attempt
+        if n > 0:
+            steps = names.get(campaign_id)
+            if steps is not None and (n > len(steps) or steps[n - 1] != event.channel):
+                result.mismatched.append(event)
+                continue
+            akey = (campaign_id, recipient_id, n)
+            group = by_attempt.get(akey)
+            if group is None:
+                by_attempt[akey] = [event]
+            else:
+                group.append(event)
+        rkey = (campaign_id, recipient_id)
+        group = by_recipient.get(rkey)
+        if group is None:
+            by_recipient[rkey] = [event]
         else:
-            kept.append(event)
-    return kept
+            group.append(event)
+    return by_recipient, by_attempt
 
 
 T = TypeVar("T")
@@ -384,13 +403,17 @@ def _fold_attempts(
     delays: dict[str, list[float]] = defaultdict(list)
     now = datetime.now(UTC)
     failed = RecipientStatus.FAILED
-    for akey, (state, created_at) in locked.items():
+    for akey, (state, created_at, has_message_id) in locked.items():
         evs = by_attempt[akey]
         after = fold(state, evs)
         if after == state:
             continue
-        provider_id = evs[0].provider_message_id or next(
-            (e.provider_message_id for e in evs if e.provider_message_id), None
+        # A row that has its provider message id keeps it (the write would not change it).
+        provider_id = (
+            None
+            if has_message_id
+            else evs[0].provider_message_id
+            or next((e.provider_message_id for e in evs if e.provider_message_id), None)
         )
         writes.append((akey, after, provider_id))
         channel = state.channel or ""

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from herald.demo import campaign_event
 from herald.domain.campaign import Command
@@ -29,6 +30,14 @@ CAMPAIGN = "fold-c1"
 RECIPIENTS = 60
 CHAIN = ("whatsapp", "rcs", "sms")
 S = RecipientStatus
+
+
+def _folded_counts() -> tuple[float, float]:
+    """herald_status_events_folded_total: (changed, unchanged)."""
+    return tuple(  # type: ignore[return-value]
+        REGISTRY.get_sample_value("herald_status_events_folded_total", {"outcome": o}) or 0.0
+        for o in ("changed", "unchanged")
+    )
 
 
 class _NoDeadLetters:
@@ -346,8 +355,12 @@ async def test_a_callback_moves_only_an_attempt_of_its_own_channel(pg_url: str) 
             ev("whatsapp", 0, 0, "sms-pm"),  # names an SMS attempt by its provider id
         ]
         folder = StatusFolder(pool=pool, dead_letter=_NoDeadLetters())  # type: ignore[arg-type]
+        before = _folded_counts()
         result = await folder.fold([*forged, ev("whatsapp", 3, 1)])
         assert sorted(result.mismatched) == sorted(forged)
+        # Only the one event of its own channel counts as folded (it moved its recipient).
+        after = _folded_counts()
+        assert (after[0] - before[0], after[1] - before[1]) == (1, 0)
         rows = await pool.fetch(
             "SELECT id, status FROM recipients WHERE campaign_id = $1 AND id <= 3 ORDER BY id",
             CAMPAIGN,
@@ -469,5 +482,72 @@ async def test_a_step_that_succeeds_on_acceptance_ends_the_chain_on_a_failure_re
         )
         # 1 ends failed on WhatsApp; 2 is not final: the worker walks its chain on at once.
         assert [tuple(r.values()) for r in rows] == [(1, "failed", None), (2, "queued", None)]
+    finally:
+        await pool.close()
+
+
+async def test_attempts_leave_the_window_index_when_final_and_keep_their_message_id(
+    pg_url: str,
+) -> None:
+    """An attempt waits for its fallback window (window_open, the sweeper's index) while it is
+    queued or sent and stops once final; a callback records the provider's message id only on
+    an attempt row that has none, and the rows the fold writes in groups get their own state."""
+    pool = await db.create_pool(pg_url)
+    try:
+        await _campaign(pool)
+        await pool.execute(
+            "UPDATE attempts SET provider_message_id = 'known-2' "
+            "WHERE campaign_id = $1 AND recipient_id = 2 AND attempt_no = 1",
+            CAMPAIGN,
+        )
+
+        def ev(rid: int, status: RecipientStatus, pm: str) -> StatusEvent:
+            return StatusEvent(
+                campaign_id=CAMPAIGN,
+                recipient_id=rid,
+                attempt=1,
+                channel="whatsapp",
+                status=status,
+                occurred_at_ms=0,
+                source="whatsapp",
+                provider_message_id=pm,
+                error_code="131026" if status is S.FAILED else None,
+                accepted=status is not S.FAILED,
+            )
+
+        folder = StatusFolder(pool=pool, dead_letter=_NoDeadLetters())  # type: ignore[arg-type]
+        await folder.fold([ev(1, S.SENT, "pm-1"), ev(2, S.SENT, "other-2"), ev(3, S.SENT, "pm-3")])
+        await folder.fold([ev(1, S.DELIVERED, "pm-1"), ev(3, S.FAILED, "pm-3")])
+        rows = {
+            r["recipient_id"]: tuple(r.values())[1:]
+            for r in await pool.fetch(
+                "SELECT recipient_id, status, window_open, provider_message_id, error_code "
+                "FROM attempts WHERE campaign_id = $1 AND attempt_no = 1 AND recipient_id <= 4",
+                CAMPAIGN,
+            )
+        }
+        assert rows == {
+            1: ("delivered", False, "pm-1", None),
+            2: ("sent", True, "known-2", None),
+            3: ("failed", False, "pm-3", "131026"),
+            4: ("queued", True, None, None),
+        }
+        # Only the attempt still sent is found by the sweeper once its window has passed.
+        await pool.execute(
+            "UPDATE attempts SET created_at = now() - interval '1 day' WHERE campaign_id = $1",
+            CAMPAIGN,
+        )
+        async with pool.acquire() as conn, conn.transaction():
+            waiting = await attempts.claim_expired_windows(conn, 100)
+            assert [(w.recipient_id, w.attempt_no) for w in waiting] == [(2, 1)]
+            await attempts.mark_window_expired(conn, waiting)
+        assert (
+            await pool.fetchval(
+                "SELECT window_open FROM attempts "
+                "WHERE campaign_id = $1 AND recipient_id = 2 AND attempt_no = 1",
+                CAMPAIGN,
+            )
+            is False
+        )
     finally:
         await pool.close()

@@ -85,6 +85,11 @@ class RecipientState(NamedTuple):
     error_description: str | None = None
 
 
+# A named tuple's constructor is a Python function around tuple.__new__; called directly (the
+# fields positional, all of them) it builds the same tuple about three times faster. For the
+# constructions that run once per event and per locked row.
+new_tuple = tuple.__new__
+
 _ERROR_STATUSES = frozenset(
     {RecipientStatus.FAILED, RecipientStatus.SKIPPED, RecipientStatus.CANCELLED}
 )
@@ -100,6 +105,7 @@ def fold(
     status, accepted, channel, error_code, error_description = state
     rank = RANK[status]
     failed = RecipientStatus.FAILED
+    moved = False
     for event in events:
         incoming = event.status
         if (
@@ -109,11 +115,13 @@ def fold(
             and 1 <= event.attempt < chain_length
         ):
             incoming = RecipientStatus.QUEUED  # as for_recipient maps it
-        accepted = accepted or event.accepted or incoming in ACCEPTED
+        if not accepted and (event.accepted or incoming in ACCEPTED):
+            accepted = moved = True
         incoming_rank = RANK[incoming]
         # failed, skipped and cancelled share a rank; none replaces another.
         if incoming_rank <= rank:
             continue
+        moved = True
         rank = incoming_rank
         status = incoming
         channel = event.channel or channel
@@ -124,13 +132,10 @@ def fold(
             # Delivered after a failure report: the failure no longer describes the recipient.
             error_code = None
             error_description = None
-    return RecipientState(
-        status=status,
-        accepted=accepted,
-        channel=channel,
-        error_code=error_code,
-        error_description=error_description,
-    )
+    if not moved:
+        return state  # the same object: nothing to write
+    # Positional, in RecipientState's field order: the fold makes one per changed row.
+    return new_tuple(RecipientState, (status, accepted, channel, error_code, error_description))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,17 +324,20 @@ def from_wire(raw: object) -> StatusEvent:
     occurred = get("t", 0)
     pm, code, description = get("pm"), get("e"), get("d")
     # Positional, in StatusEvent's field order: the consumer builds one per event.
-    return StatusEvent(
-        campaign_id,
-        recipient_id,
-        attempt,
-        str(get("ch", "")),
-        status,
-        occurred if type(occurred) is int else 0,
-        str(get("src", "")),
-        None if pm is None else str(pm)[:500],
-        None if code is None else str(code)[:500],
-        None if description is None else str(description)[:500],
-        get("acc") is True,
-        get("fb") is True,
+    return new_tuple(
+        StatusEvent,
+        (
+            campaign_id,
+            recipient_id,
+            attempt,
+            str(get("ch", "")),
+            status,
+            occurred if type(occurred) is int else 0,
+            str(get("src", "")),
+            None if pm is None else str(pm)[:500],
+            None if code is None else str(code)[:500],
+            None if description is None else str(description)[:500],
+            get("acc") is True,
+            get("fb") is True,
+        ),
     )

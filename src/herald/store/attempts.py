@@ -9,8 +9,8 @@ from typing import NamedTuple
 
 import asyncpg
 
-from herald.domain.status import STATUSES, RecipientState
-from herald.store.queries import json_rows, sql
+from herald.domain.status import STATUSES, RecipientState, new_tuple
+from herald.store.queries import int_array, json_rows, sql
 
 AttemptKey = tuple[str, int, int]
 
@@ -97,18 +97,40 @@ async def record_results(pool: asyncpg.Pool, campaign_id: str, results: Sequence
 class LockedAttempt(NamedTuple):
     state: RecipientState
     created_at: datetime
+    # The row has the provider's message id already (the worker recorded the send's answer).
+    has_message_id: bool = True
 
 
 async def lock_states(
     conn: asyncpg.Connection, keys: Iterable[AttemptKey]
 ) -> dict[AttemptKey, LockedAttempt]:
-    """Locks the rows in key order (as record_results does) and returns their states."""
-    rows = await conn.fetch(sql("attempts", "lock_states"), json_rows(sorted(set(keys))))
+    """Locks the rows, one (campaign, attempt number) group at a time in recipient order (as
+    record_results locks an attempt number's rows), and returns their states."""
+    # Ids in any order, repeats allowed: the index scan sorts and dedups an array's keys.
+    groups: dict[tuple[str, int], list[int]] = {}
+    for campaign_id, recipient_id, attempt_no in keys:
+        ids = groups.get((campaign_id, attempt_no))
+        if ids is None:
+            groups[(campaign_id, attempt_no)] = [recipient_id]
+        else:
+            ids.append(recipient_id)
+    if not groups:
+        return {}
+    order = sorted(groups)
+    rows = await conn.fetch(
+        sql("attempts", "lock_states"),
+        [g[0] for g in order],
+        [g[1] for g in order],
+        [int_array(groups[g]) for g in order],
+    )
     statuses = STATUSES
-    # Positional reads and named tuples: this runs once per folded attempt.
+    # Positional reads and named tuples: this runs once per folded attempt. Keys hold the
+    # caller's campaign id strings (rows name their group by position).
+    named = (("", 0), *order)
     return {
-        (r[0], r[1], r[2]): LockedAttempt(
-            RecipientState(statuses[r[3]], r[4], r[5], r[6], r[7]), r[8]
+        (named[r[0]][0], r[1], named[r[0]][1]): new_tuple(
+            LockedAttempt,
+            (new_tuple(RecipientState, (statuses[r[2]], r[3], r[4], r[5], r[6])), r[7], r[8]),
         )
         for r in rows
     }
@@ -118,13 +140,36 @@ async def write_states(
     conn: asyncpg.Connection,
     states: Sequence[tuple[AttemptKey, RecipientState, str | None]],
 ) -> None:
-    """(key, folded state, provider message id seen in the events)."""
+    """(key, folded state, provider message id to record: None when the row has one). Rows
+    that keep their message id are written as one group per (campaign, attempt number,
+    state); the few that take one from a callback, one by one."""
     if not states:
         return
-    await conn.execute(
-        sql("attempts", "write_states"),
-        json_rows([(k[0], k[1], k[2], s[0], s[1], pm, s[3], s[4]) for k, s, pm in states]),
-    )
+    groups: dict[tuple[str, int, RecipientState], list[int]] = {}
+    with_id = []
+    for key, state, message_id in states:
+        if message_id is not None:
+            with_id.append((*key, state[0], state[1], message_id, state[3], state[4]))
+            continue
+        gkey = (key[0], key[2], state)
+        group = groups.get(gkey)
+        if group is None:
+            groups[gkey] = [key[1]]
+        else:
+            group.append(key[1])
+    if groups:
+        await conn.execute(
+            sql("attempts", "write_states"),
+            [g[0] for g in groups],
+            [g[1] for g in groups],
+            [int_array(ids) for ids in groups.values()],
+            [g[2].status.value for g in groups],
+            [g[2].accepted for g in groups],
+            [g[2].error_code for g in groups],
+            [g[2].error_description for g in groups],
+        )
+    if with_id:
+        await conn.execute(sql("attempts", "write_states_with_message_id"), json_rows(with_id))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,8 +11,8 @@ import asyncpg
 
 from herald.domain.channels import Channel
 from herald.domain.compose import RecipientRow
-from herald.domain.status import STATUSES, RecipientState
-from herald.store.queries import json_rows, sql
+from herald.domain.status import STATUSES, RecipientState, new_tuple
+from herald.store.queries import int_array, sql
 
 RecipientKey = tuple[str, int]
 
@@ -88,22 +88,57 @@ async def lock_states(
 ) -> tuple[dict[RecipientKey, RecipientState], dict[RecipientKey, int]]:
     """Locks the rows in key order (as every writer of them does) and returns their states,
     and the A/B variant of those that have one (none when no campaign has a test)."""
-    rows = await conn.fetch(sql("recipients", "lock_states"), json_rows(sorted(set(keys))))
+    # Ids in any order, repeats allowed: the index scan sorts and dedups an array's keys.
+    by_campaign: dict[str, list[int]] = {}
+    for campaign_id, recipient_id in keys:
+        ids = by_campaign.get(campaign_id)
+        if ids is None:
+            by_campaign[campaign_id] = [recipient_id]
+        else:
+            ids.append(recipient_id)
+    if not by_campaign:
+        return {}, {}
+    campaign_ids = sorted(by_campaign)
+    rows = await conn.fetch(
+        sql("recipients", "lock_states"),
+        campaign_ids,
+        [int_array(by_campaign[c]) for c in campaign_ids],
+    )
     statuses = STATUSES
-    # Positional reads and a named tuple per row: this runs once per folded recipient.
-    states = {(r[0], r[1]): RecipientState(statuses[r[2]], r[3], r[4], r[5], r[6]) for r in rows}
-    variants = {(r[0], r[1]): r[7] for r in rows if r[7] is not None}
+    # Positional reads and a named tuple per row: this runs once per folded recipient. Keys
+    # hold the caller's campaign id strings (rows name their campaign by position).
+    named = ("", *campaign_ids)
+    states = {
+        (named[r[0]], r[1]): new_tuple(RecipientState, (statuses[r[2]], r[3], r[4], r[5], r[6]))
+        for r in rows
+    }
+    variants = {(named[r[0]], r[1]): r[7] for r in rows if r[7] is not None}
     return states, variants
 
 
 async def write_states(
     conn: asyncpg.Connection, states: Sequence[tuple[RecipientKey, RecipientState]]
 ) -> None:
+    """New states of locked rows, written as one group per (campaign, state): a fold moves
+    thousands of recipients to a handful of states."""
     if not states:
         return
+    groups: dict[tuple[str, RecipientState], list[int]] = {}
+    for (campaign_id, recipient_id), state in states:
+        group = groups.get((campaign_id, state))
+        if group is None:
+            groups[(campaign_id, state)] = [recipient_id]
+        else:
+            group.append(recipient_id)
     await conn.execute(
         sql("recipients", "write_states"),
-        json_rows([(k[0], k[1], s[0], s[1], s[2], s[3], s[4]) for k, s in states]),
+        [c for c, _ in groups],
+        [int_array(ids) for ids in groups.values()],
+        [s.status.value for _, s in groups],
+        [s.accepted for _, s in groups],
+        [s.channel for _, s in groups],
+        [s.error_code for _, s in groups],
+        [s.error_description for _, s in groups],
     )
 
 

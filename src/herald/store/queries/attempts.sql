@@ -63,26 +63,51 @@ FROM s JOIN locked USING (recipient_id, attempt_no)
 WHERE a.campaign_id = $1 AND a.recipient_id = s.recipient_id AND a.attempt_no = s.attempt_no;
 
 -- name: lock_states
--- $1: JSON array of [campaign_id, recipient_id, attempt_no] (store.queries.json_rows). Columns
--- are read by position.
-SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.status, a.accepted, a.channel,
-       a.error_code, a.error_description, a.created_at
-FROM attempts a
-JOIN (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS recipient_id,
-             (x ->> 2)::smallint AS attempt_no
-      FROM jsonb_array_elements($1::text::jsonb) AS x) AS k
-  ON a.campaign_id = k.campaign_id AND a.recipient_id = k.recipient_id
- AND a.attempt_no = k.attempt_no
-ORDER BY a.campaign_id, a.recipient_id, a.attempt_no
-FOR UPDATE OF a;
+-- $1: campaign ids, $2: attempt numbers, $3: the recipient ids of each (campaign, attempt) as
+-- an integer array literal (store.queries.int_array); groups in (campaign, attempt)
+-- order. One index scan per group, recipients in id order: record_results locks one attempt
+-- number at a time in recipient order, so the two never wait on each other in a cycle.
+-- Columns are read by position: the first is the group's position in $1.. (from 1), the last
+-- says whether the row has its provider message id.
+SELECT g.n, a.recipient_id, a.status, a.accepted, a.channel, a.error_code,
+       a.error_description, a.created_at, a.provider_message_id IS NOT NULL
+FROM unnest($1::text[], $2::smallint[], $3::text[]) WITH ORDINALITY
+     AS g (campaign_id, attempt_no, ids, n)
+CROSS JOIN LATERAL (
+    SELECT a.recipient_id, a.status, a.accepted, a.channel, a.error_code, a.error_description,
+           a.created_at, a.provider_message_id
+    FROM attempts a
+    WHERE a.campaign_id = g.campaign_id AND a.recipient_id = ANY (g.ids::int[])
+      AND a.attempt_no = g.attempt_no
+    ORDER BY a.recipient_id
+    FOR UPDATE OF a
+) AS a;
 
 -- name: write_states
--- $1: JSON array of [campaign_id, recipient_id, attempt_no, status, accepted,
--- provider_message_id, error_code, error_description].
+-- The fold's new states, one group per (campaign, attempt, state): $1 campaign ids, $2 attempt
+-- numbers, $3 each group's recipient ids (an integer array literal), $4.. the state. Neither
+-- status nor accepted is in an index, so the update stays on its page (HOT, migration 0022)
+-- unless the attempt stops waiting for its fallback window (window_open, the sweeper's index).
+UPDATE attempts a
+SET status = g.status, accepted = g.accepted, error_code = g.error_code,
+    error_description = g.error_description, updated_at = now(),
+    window_open = a.window_open AND g.status IN ('queued', 'sent')
+FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::bool[], $6::text[],
+            $7::text[])
+     AS g (campaign_id, attempt_no, ids, status, accepted, error_code, error_description)
+WHERE a.campaign_id = g.campaign_id AND a.recipient_id = ANY (g.ids::int[])
+  AND a.attempt_no = g.attempt_no;
+
+-- name: write_states_with_message_id
+-- The same for attempts whose row has no provider message id yet (the callback came before
+-- the worker recorded the send's answer), one row each: $1: JSON array of [campaign_id,
+-- recipient_id, attempt_no, status, accepted, provider_message_id, error_code,
+-- error_description].
 UPDATE attempts a
 SET status = s.status, accepted = s.accepted,
     provider_message_id = coalesce(a.provider_message_id, s.provider_message_id),
-    error_code = s.error_code, error_description = s.error_description, updated_at = now()
+    error_code = s.error_code, error_description = s.error_description, updated_at = now(),
+    window_open = a.window_open AND s.status IN ('queued', 'sent')
 FROM (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS recipient_id,
              (x ->> 2)::smallint AS attempt_no, x ->> 3 AS status, (x ->> 4)::bool AS accepted,
              x ->> 5 AS provider_message_id, x ->> 6 AS error_code,
@@ -117,7 +142,7 @@ SELECT a.campaign_id, a.recipient_id, a.attempt_no, a.channel, a.provider, r.pho
 FROM attempts a
 JOIN campaigns c ON c.id = a.campaign_id
 JOIN recipients r ON r.campaign_id = a.campaign_id AND r.id = a.recipient_id
-WHERE a.status = 'sent' AND a.window_expired_at IS NULL
+WHERE a.window_open AND a.status = 'sent' AND a.window_expired_at IS NULL
   AND (a.window_leased_until IS NULL OR a.window_leased_until < now())
   AND c.status IN ('sending', 'paused', 'cancelled')
   AND a.created_at < now() - make_interval(
@@ -129,7 +154,8 @@ LIMIT $1
 FOR UPDATE OF a SKIP LOCKED;
 
 -- name: mark_window_expired
-UPDATE attempts a SET window_expired_at = now()
+-- The attempt stops waiting: out of the sweeper's index (window_open, migration 0022).
+UPDATE attempts a SET window_expired_at = now(), window_open = false
 FROM unnest($1::text[], $2::int[], $3::smallint[]) AS k (campaign_id, recipient_id, attempt_no)
 WHERE a.campaign_id = k.campaign_id AND a.recipient_id = k.recipient_id
   AND a.attempt_no = k.attempt_no;

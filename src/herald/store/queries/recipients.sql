@@ -27,31 +27,37 @@ WHERE r.campaign_id = $1 AND r.id = ANY ($2::int[])
 ORDER BY r.id;
 
 -- name: lock_states
--- $1: JSON array of [campaign_id, id] (store.queries.json_rows). Columns are read by position.
-SELECT r.campaign_id, r.id, r.status, r.accepted, r.channel, r.error_code, r.error_description,
+-- $1: campaign ids in order, $2: each one's recipient ids as an integer array literal
+-- (store.queries.int_array). One index scan per campaign, campaign after campaign (a
+-- lateral join runs in $1's order), so rows are locked in (campaign, id) order, as every
+-- writer of them locks them; always by campaign_id (a partitioned table prunes
+-- to the campaign's partition). Columns are read by position; the first is the campaign's
+-- position in $1 (from 1), so no row carries its campaign id back.
+SELECT c.n, r.id, r.status, r.accepted, r.channel, r.error_code, r.error_description,
        r.variant
-FROM recipients r
-JOIN (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS id
-      FROM jsonb_array_elements($1::text::jsonb) AS x) AS k
-  ON r.campaign_id = k.campaign_id AND r.id = k.id
-ORDER BY r.campaign_id, r.id
-FOR UPDATE OF r;
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c (campaign_id, ids, n)
+CROSS JOIN LATERAL (
+    SELECT r.id, r.status, r.accepted, r.channel, r.error_code, r.error_description, r.variant
+    FROM recipients r
+    WHERE r.campaign_id = c.campaign_id AND r.id = ANY (c.ids::int[])
+    ORDER BY r.id
+    FOR UPDATE OF r
+) AS r;
 
 -- name: write_states
--- $1: JSON array of [campaign_id, id, status, accepted, channel, error_code, error_description].
--- delivered_at and read_at are set the first time the status reaches them (read implies
--- delivered), in the same UPDATE: the fold stays one statement.
+-- The fold's new states, one group per (campaign, state): $1 campaign ids, $2 each group's
+-- recipient ids (an integer array literal), $3.. the state. A group is one index scan, and
+-- the rows it names get no per-row parameters to parse. delivered_at and read_at are set the
+-- first time the status reaches them (read implies delivered), in the same UPDATE.
 UPDATE recipients r
-SET status = s.status, accepted = s.accepted, channel = s.channel, error_code = s.error_code,
-    error_description = s.error_description, updated_at = now(),
-    delivered_at = CASE WHEN r.delivered_at IS NULL AND s.status IN ('delivered', 'read')
+SET status = g.status, accepted = g.accepted, channel = g.channel, error_code = g.error_code,
+    error_description = g.error_description, updated_at = now(),
+    delivered_at = CASE WHEN r.delivered_at IS NULL AND g.status IN ('delivered', 'read')
                         THEN now() ELSE r.delivered_at END,
-    read_at = CASE WHEN r.read_at IS NULL AND s.status = 'read' THEN now() ELSE r.read_at END
-FROM (SELECT x ->> 0 AS campaign_id, (x ->> 1)::int AS id, x ->> 2 AS status,
-             (x ->> 3)::bool AS accepted, x ->> 4 AS channel, x ->> 5 AS error_code,
-             x ->> 6 AS error_description
-      FROM jsonb_array_elements($1::text::jsonb) AS x) AS s
-WHERE r.campaign_id = s.campaign_id AND r.id = s.id;
+    read_at = CASE WHEN r.read_at IS NULL AND g.status = 'read' THEN now() ELSE r.read_at END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[])
+     AS g (campaign_id, ids, status, accepted, channel, error_code, error_description)
+WHERE r.campaign_id = g.campaign_id AND r.id = ANY (g.ids::int[]);
 
 -- name: set_fallback_due
 -- In the fold transaction: the chain goes on at attempt n for these open recipients.

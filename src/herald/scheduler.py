@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import asyncpg
@@ -22,10 +23,11 @@ from herald import loops, metrics
 from herald.bus import codec
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_DISPATCH_BATCHES
+from herald.domain.campaign import ENDED
 from herald.domain.events import EventError, parse_campaign_confirmed
 from herald.domain.work import batch_to_wire
 from herald.settings import Settings
-from herald.store import campaigns, reconcile
+from herald.store import campaigns, recipient_tables, reconcile
 from herald.store.db import TRANSIENT, translate
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,34 @@ class Scheduler:
         no longer carries (store/reconcile.py)."""
         await loops.every("reconcile", self.settings.reconcile_interval_s, self.reconcile, stop)
 
+    async def archive_forever(self, stop: anyio.Event) -> None:
+        """Move ended campaigns' recipient rows into the archive schema once
+        recipients_retention_days have passed (never, when it is 0)."""
+        if self.settings.recipients_retention_days <= 0:
+            return
+        await loops.every(
+            "recipients archive",
+            self.settings.recipients_archive_interval_s,
+            self.archive,
+            stop,
+        )
+
+    async def archive(self) -> bool:
+        """Archives one campaign's recipient rows if one is due; True when it did (there may
+        be more)."""
+        ended_before = datetime.now(UTC) - timedelta(days=self.settings.recipients_retention_days)
+        done = await recipient_tables.archive_one(self.pool, ended_before, [s.value for s in ENDED])
+        if done is None:
+            return False
+        campaign_id, table = done
+        log.info(
+            "campaign %s recipients archived into %s",
+            campaign_id,
+            table,
+            extra={"event": "recipients_archived", "campaign_id": campaign_id, "table": table},
+        )
+        return True
+
     async def reconcile(self) -> bool:
         repaired = await reconcile.repair(self.pool, after_s=self.settings.reconcile_after_s)
         for kind in ("batches", "fallbacks", "admitted"):
@@ -139,7 +169,9 @@ class Scheduler:
             except EventError as exc:  # stored events were validated; a schema change got here
                 log.error("stored event unreadable: %s", exc, extra={"event": "event_unreadable"})
                 return False
-            total = await campaigns.expand(conn, event)
+            total = await campaigns.expand(
+                conn, event, partition_from=self.settings.recipients_partition_from
+            )
         elapsed = time.perf_counter() - started
         batches = -(-total // event.batch_size)
         metrics.EXPANSION_DURATION.observe(elapsed)

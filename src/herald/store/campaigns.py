@@ -23,7 +23,7 @@ from herald.domain.phone import canonical
 from herald.domain.segments import Compiled
 from herald.domain.status import CounterDelta
 from herald.domain.work import BatchItem
-from herald.store import segments
+from herald.store import recipient_tables, segments
 from herald.store.queries import sql
 
 
@@ -147,9 +147,16 @@ def audience_params(account_id: str, audience: Any) -> list[Any]:
     ]
 
 
-async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
+async def expand(
+    conn: asyncpg.Connection,
+    event: CampaignConfirmed,
+    *,
+    partition_from: int = recipient_tables.PARTITION_FROM,
+) -> int:
     """Recipient rows and batches for the whole audience, in the caller's transaction; a
-    scheduled campaign is started, and one with nobody to send to ends at once."""
+    scheduled campaign is started, and one with nobody to send to ends at once. The rows are
+    loaded into a table of their own, which becomes the campaign's partition of recipients
+    when they are at least `partition_from`, else joins the shared DEFAULT partition."""
     audience = event.audience
     segment = Compiled(sql="FALSE", params=())
     if audience.segment_id:
@@ -157,8 +164,10 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
             conn, event.account_id, audience.segment_id, first_param=9
         )
     await conn.execute(sql("campaigns", "expansion_memory"))
+    table = await recipient_tables.stage(conn, event.campaign_id)
+    query = audience_query(sql("campaigns", "expand_recipients"), event.channels, segment)
     status = await conn.execute(
-        audience_query(sql("campaigns", "expand_recipients"), event.channels, segment),
+        query.replace("{table}", table),
         *audience_params(event.account_id, audience),
         event.campaign_id,
         variant_starts(event.variants),
@@ -187,6 +196,8 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
     await conn.execute(sql("campaigns", "mark_expanded"), event.campaign_id, total)
     if not total:
         await finish(conn, [event.campaign_id])
+    # Last: attaching locks the DEFAULT partition until this transaction commits.
+    await recipient_tables.place(conn, event.campaign_id, own_partition=total >= partition_from)
     return total
 
 

@@ -87,10 +87,11 @@ SELECT row_number() OVER (ORDER BY source, contact_id, ord) AS n, contact_id, ph
 FROM combined
 
 -- name: expand_recipients
--- The audience (the `audience` block) as the campaign's recipient rows: $7 the campaign, $8 where each
+-- The audience (the `audience` block) as the campaign's recipient rows, into {table} (the
+-- campaign's own table, store/recipient_tables.stage): $7 the campaign, $8 where each
 -- A/B variant's share of the slots 0..99 starts (NULL: no test); a recipient's variant is the
 -- one whose share holds its slot id * 37 % 100 (domain/events.variant_of).
-INSERT INTO recipients (campaign_id, id, contact_id, phone, email, variant)
+INSERT INTO {table} (campaign_id, id, contact_id, phone, email, variant)
 SELECT $7, n, contact_id, phone, email,
        CASE WHEN $8::int[] IS NOT NULL THEN width_bucket(n * 37 % 100, $8::int[]) - 1 END
 FROM ({audience}) AS numbered;

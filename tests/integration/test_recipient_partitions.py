@@ -7,12 +7,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import asyncpg
 
 from herald.demo import campaign_event
 from herald.domain.campaign import ENDED
 from herald.domain.channels import SendingMode
 from herald.domain.events import parse_campaign_confirmed
+from herald.scheduler import Scheduler
+from herald.settings import Settings
 from herald.store import campaigns, db, recipient_tables, recipients
 from tests.integration.api_support import Caller, data, error
 
@@ -192,3 +195,40 @@ async def test_the_api_answers_for_an_archived_campaign(
     got = data(await alice.get("/v1/campaigns/arch-api"))
     assert got["stats"]["total_recipients"] == 3 and got["stats"]["failed"] == 3
     error(await alice.post("/v1/campaigns/arch-api/retry-failed"), 410, "recipients_archived")
+
+
+async def test_the_scheduler_archives_what_its_retention_says(pg_url: str) -> None:
+    pool = await db.create_pool(pg_url)
+    try:
+        await _expand(pool, _event("sched-old", "ps", 3), partition_from=3)
+        await _expand(pool, _event("sched-new", "ps", 3), partition_from=3)
+        await _end(pool, "sched-old", "completed", 3)
+        await _end(pool, "sched-new", "completed", 1)
+        # The archiver needs neither Kafka producer nor dead-letter topic.
+        off = Scheduler(
+            settings=Settings.development(database_url=pg_url),
+            pool=pool,
+            producer=None,  # type: ignore[arg-type]
+            dead_letter=None,  # type: ignore[arg-type]
+        )
+        # Retention 0 (the default): the loop is not run at all, nothing is archived.
+        with anyio.fail_after(5):
+            await off.archive_forever(anyio.Event())
+        assert await recipient_tables.archived_at(pool, "sched-old") is None
+
+        on = Scheduler(
+            settings=Settings.development(database_url=pg_url, recipients_retention_days=2),
+            pool=pool,
+            producer=None,  # type: ignore[arg-type]
+            dead_letter=None,  # type: ignore[arg-type]
+        )
+        assert await on.archive() is True
+        assert await on.archive() is False
+        assert await recipient_tables.archived_at(pool, "sched-old") is not None
+        assert await recipient_tables.archived_at(pool, "sched-new") is None
+        assert (
+            await pool.fetchval("SELECT count(*) FROM recipients WHERE campaign_id = 'sched-new'")
+            == 3
+        )
+    finally:
+        await pool.close()

@@ -23,11 +23,10 @@ from herald import loops, metrics
 from herald.bus import codec
 from herald.bus.consumer import DeadLetter
 from herald.constants import TOPIC_DISPATCH_BATCHES
-from herald.domain.campaign import ENDED
 from herald.domain.events import EventError, parse_campaign_confirmed
 from herald.domain.work import batch_to_wire
 from herald.settings import Settings
-from herald.store import campaigns, recipient_tables, reconcile
+from herald.store import campaigns, reconcile
 from herald.store.db import TRANSIENT, translate
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ class Scheduler:
         """Archives one campaign's recipient rows if one is due; True when it did (there may
         be more)."""
         ended_before = datetime.now(UTC) - timedelta(days=self.settings.recipients_retention_days)
-        done = await recipient_tables.archive_one(self.pool, ended_before, [s.value for s in ENDED])
+        done = await campaigns.archive_recipients(self.pool, ended_before)
         if done is None:
             return False
         campaign_id, table = done

@@ -11,15 +11,12 @@ import anyio
 import asyncpg
 
 from herald.demo import campaign_event
-from herald.domain.campaign import ENDED
 from herald.domain.channels import SendingMode
 from herald.domain.events import parse_campaign_confirmed
 from herald.scheduler import Scheduler
 from herald.settings import Settings
 from herald.store import campaigns, db, recipient_tables, recipients
 from tests.integration.api_support import Caller, data, error
-
-ENDED_STATUSES = [s.value for s in ENDED]
 
 
 def _event(campaign_id: str, account: str, phones: int) -> dict[str, Any]:
@@ -131,7 +128,7 @@ async def test_only_ended_campaigns_past_retention_are_archived(pg_url: str) -> 
         cutoff = datetime.now(UTC) - timedelta(days=30)
 
         done = []
-        while (one := await recipient_tables.archive_one(pool, cutoff, ENDED_STATUSES)) is not None:
+        while (one := await campaigns.archive_recipients(pool, cutoff)) is not None:
             done.append(one)
         big_table = await pool.fetchval("SELECT herald_recipients_table('old-big')")
         small_table = await pool.fetchval("SELECT herald_recipients_table('old-small')")
@@ -165,7 +162,7 @@ async def test_only_ended_campaigns_past_retention_are_archived(pg_url: str) -> 
             assert await recipient_tables.archived_at(pool, cid) is None
         assert await recipient_tables.own_partition(pool, "live-big")
         # Nothing is archived twice.
-        assert await recipient_tables.archive_one(pool, cutoff, ENDED_STATUSES) is None
+        assert await campaigns.archive_recipients(pool, cutoff) is None
     finally:
         await pool.close()
 
@@ -183,7 +180,7 @@ async def test_the_api_answers_for_an_archived_campaign(
     assert listed.status_code == 200 and len(data(listed)) == 3
 
     cutoff = datetime.now(UTC) - timedelta(days=7)
-    assert await recipient_tables.archive_one(api_pool, cutoff, ENDED_STATUSES) is not None
+    assert await campaigns.archive_recipients(api_pool, cutoff) is not None
 
     detail = error(await alice.get("/v1/campaigns/arch-api/recipients"), 410, "recipients_archived")
     assert detail["field"] == "campaign_id" and "archived" in detail["message"]

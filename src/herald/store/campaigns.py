@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import asyncpg
 
-from herald.domain.campaign import CampaignStatus, Command, ending, move
+from herald.domain.campaign import ENDED, CampaignStatus, Command, ending, move
 from herald.domain.channels import Channel
 from herald.domain.events import (
     CampaignConfirmed,
@@ -336,6 +337,22 @@ async def sending_modes(
     message: fallback steps with success accepted or sent)."""
     rows = await conn.fetch(sql("campaigns", "sending_modes"), list(campaign_ids))
     return {r["id"]: (r["sending_mode"], frozenset(r["stop_on_acceptance"])) for r in rows}
+
+
+async def archive_recipients(pool: asyncpg.Pool, ended_before: datetime) -> tuple[str, str] | None:
+    """Moves the recipient rows of one campaign that ended before `ended_before` into the
+    archive schema (store/recipient_tables): (campaign id, archive table), None when none is
+    due. A live campaign's rows are never moved. One whose rows cannot be locked within the
+    lock timeout raises and stays due."""
+    async with pool.acquire() as conn, conn.transaction():
+        campaign_id = await recipient_tables.claim_archivable(
+            conn, ended_before, [s.value for s in ENDED]
+        )
+        if campaign_id is None:
+            return None
+        table = await recipient_tables.archive(conn, campaign_id)
+        await conn.execute(sql("campaigns", "mark_recipients_archived"), campaign_id)
+        return campaign_id, table
 
 
 async def status_of(pool: asyncpg.Pool, campaign_id: str) -> str | None:

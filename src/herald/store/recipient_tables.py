@@ -40,22 +40,23 @@ async def own_partition(pool: asyncpg.Pool | asyncpg.Connection, campaign_id: st
     return found
 
 
-async def archive_one(
-    pool: asyncpg.Pool, ended_before: datetime, ended: Iterable[str]
-) -> tuple[str, str] | None:
-    """Archives the recipient rows of one campaign that ended (in one of `ended`) before
-    `ended_before`: (campaign id, archive table), None when none is due. One that cannot lock
-    recipients within the lock timeout raises, and stays due for the next round."""
-    async with pool.acquire() as conn, conn.transaction():
-        campaign_id = await conn.fetchval(
-            sql("recipient_tables", "archivable"), ended_before, sorted(ended)
-        )
-        if campaign_id is None:
-            return None
-        await conn.execute(sql("recipient_tables", "archive_lock_timeout"))
-        table: str = await conn.fetchval(sql("recipient_tables", "archive"), campaign_id)
-        await conn.execute(sql("recipient_tables", "mark_archived"), campaign_id)
-        return campaign_id, table
+async def claim_archivable(
+    conn: asyncpg.Connection, ended_before: datetime, ended: Iterable[str]
+) -> str | None:
+    """An expanded campaign that ended (in one of `ended`) before `ended_before` and still has
+    its recipient rows, locked until the caller's transaction ends; the oldest first."""
+    found: str | None = await conn.fetchval(
+        sql("recipient_tables", "archivable"), ended_before, sorted(ended)
+    )
+    return found
+
+
+async def archive(conn: asyncpg.Connection, campaign_id: str) -> str:
+    """Moves the campaign's rows into the archive schema in the caller's transaction; the
+    archive table's name. Raises when recipients cannot be locked within the lock timeout."""
+    await conn.execute(sql("recipient_tables", "archive_lock_timeout"))
+    table: str = await conn.fetchval(sql("recipient_tables", "archive"), campaign_id)
+    return table
 
 
 async def archived_at(pool: asyncpg.Pool | asyncpg.Connection, campaign_id: str) -> datetime | None:

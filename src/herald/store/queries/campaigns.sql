@@ -190,6 +190,10 @@ SELECT count(*) FILTER (WHERE accepted) AS sent,
        count(*) AS total
 FROM recipients WHERE campaign_id = $1;
 
+-- name: mark_recipients_archived
+-- In the transaction that moved the campaign's recipient rows into the archive schema.
+UPDATE campaigns SET recipients_archived_at = now() WHERE id = $1;
+
 -- name: status_of
 SELECT status FROM campaigns WHERE id = $1;
 

@@ -27,9 +27,6 @@ SET LOCAL lock_timeout = '2s';
 -- The campaign's rows into archive.<its table> (0021); the table's name.
 SELECT herald_recipients_archive($1);
 
--- name: mark_archived
-UPDATE campaigns SET recipients_archived_at = now() WHERE id = $1;
-
 -- name: archived_at
 SELECT recipients_archived_at FROM campaigns WHERE id = $1;
 

@@ -229,3 +229,34 @@ async def test_the_scheduler_archives_what_its_retention_says(pg_url: str) -> No
         )
     finally:
         await pool.close()
+
+
+async def test_the_phone_key_without_a_regex_matches_the_e164_pattern(pg_url: str) -> None:
+    values = [
+        "+1234567",
+        "+123456",
+        "+123456789012345",
+        "+1234567890123456",
+        "+12a4567",
+        "12345678",
+        "++1234567",
+        "+1234567\n",
+        " +1234567",
+        "+١٢٣٤٥٦٧٨",
+        "+",
+        "",
+        None,
+    ]
+    expression = campaigns.address_key(["sms"])
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch(
+            f"SELECT c.phone, {expression} AS key, "
+            "CASE WHEN c.phone ~ '^\\+[0-9]{7,15}$' THEN c.phone END AS by_regex "
+            "FROM unnest($1::text[]) AS c (phone)",
+            values,
+        )
+    finally:
+        await conn.close()
+    assert [(r["phone"], r["key"]) for r in rows] == [(r["phone"], r["by_regex"]) for r in rows]
+    assert [r["key"] for r in rows][:3] == ["+1234567", None, "+123456789012345"]

@@ -51,21 +51,29 @@ WITH failed AS (
     SELECT r.id, r.contact_id, r.phone
     FROM recipients r JOIN campaigns p ON p.id = r.campaign_id
     WHERE r.campaign_id = $6 AND p.account_id = $1 AND r.status = 'failed'
-), ids AS (
-    SELECT id FROM contacts WHERE account_id = $1 AND id = ANY ($2::uuid[])
-    UNION
-    SELECT m.contact_id FROM list_members m JOIN lists l ON l.id = m.list_id
+), sourced AS (
+    -- Each source's contacts with the fields the audience keeps, read once: a contact in
+    -- two sources comes twice, and DISTINCT ON below (on its address, or its id) keeps one.
+    -- No set of ids is hashed and joined back to contacts, which for millions of recipients
+    -- cost a second pass over contacts and two tables in memory.
+    SELECT id, phone, email FROM contacts WHERE account_id = $1 AND id = ANY ($2::uuid[])
+    UNION ALL
+    SELECT c.id, c.phone, c.email
+    FROM list_members m JOIN lists l ON l.id = m.list_id
+    JOIN contacts c ON c.id = m.contact_id AND c.account_id = $1
     WHERE l.account_id = $1 AND m.list_id = ANY ($3::uuid[])
-    UNION
-    SELECT id FROM contacts WHERE account_id = $1 AND cardinality($4::text[]) > 0
-                              AND tags && $4::text[]
-    UNION
-    SELECT contact_id FROM failed WHERE contact_id IS NOT NULL
-    UNION
-    SELECT c.id FROM contacts c WHERE c.account_id = $1 AND ({segment_condition})
+    UNION ALL
+    SELECT id, phone, email FROM contacts
+    WHERE account_id = $1 AND cardinality($4::text[]) > 0 AND tags && $4::text[]
+    UNION ALL
+    SELECT c.id, c.phone, c.email FROM failed f JOIN contacts c ON c.id = f.contact_id
+    WHERE c.account_id = $1
+    UNION ALL
+    SELECT c.id, c.phone, c.email FROM contacts c
+    WHERE c.account_id = $1 AND ({segment_condition})
 ), audience AS (
     SELECT DISTINCT ON (coalesce({address}, c.id::text)) c.id AS contact_id, c.phone, c.email
-    FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $1
+    FROM sourced AS c
     ORDER BY coalesce({address}, c.id::text), c.id
 ), raw AS (
     SELECT DISTINCT ON (d) d AS phone, ord

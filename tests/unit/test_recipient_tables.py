@@ -7,6 +7,6 @@ from herald.store import recipient_tables
 
 
 def test_partition_threshold_default_is_the_settings_default() -> None:
-    assert recipient_tables.PARTITION_FROM == Settings().recipients_partition_from
+    assert Settings().recipients_partition_from == recipient_tables.PARTITION_FROM
     # Retention is off unless an operator sets it: archiving takes rows out of the API.
     assert Settings().recipients_retention_days == 0

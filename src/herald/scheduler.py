@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import anyio
@@ -104,6 +105,34 @@ class Scheduler:
         no longer carries (store/reconcile.py)."""
         await loops.every("reconcile", self.settings.reconcile_interval_s, self.reconcile, stop)
 
+    async def archive_forever(self, stop: anyio.Event) -> None:
+        """Move ended campaigns' recipient rows into the archive schema once
+        recipients_retention_days have passed (never, when it is 0)."""
+        if self.settings.recipients_retention_days <= 0:
+            return
+        await loops.every(
+            "recipients archive",
+            self.settings.recipients_archive_interval_s,
+            self.archive,
+            stop,
+        )
+
+    async def archive(self) -> bool:
+        """Archives one campaign's recipient rows if one is due; True when it did (there may
+        be more)."""
+        ended_before = datetime.now(UTC) - timedelta(days=self.settings.recipients_retention_days)
+        done = await campaigns.archive_recipients(self.pool, ended_before)
+        if done is None:
+            return False
+        campaign_id, table = done
+        log.info(
+            "campaign %s recipients archived into %s",
+            campaign_id,
+            table,
+            extra={"event": "recipients_archived", "campaign_id": campaign_id, "table": table},
+        )
+        return True
+
     async def reconcile(self) -> bool:
         repaired = await reconcile.repair(self.pool, after_s=self.settings.reconcile_after_s)
         for kind in ("batches", "fallbacks", "admitted"):
@@ -139,7 +168,9 @@ class Scheduler:
             except EventError as exc:  # stored events were validated; a schema change got here
                 log.error("stored event unreadable: %s", exc, extra={"event": "event_unreadable"})
                 return False
-            total = await campaigns.expand(conn, event)
+            total = await campaigns.expand(
+                conn, event, partition_from=self.settings.recipients_partition_from
+            )
         elapsed = time.perf_counter() - started
         batches = -(-total // event.batch_size)
         metrics.EXPANSION_DURATION.observe(elapsed)

@@ -275,6 +275,20 @@ class Settings:
         "batch stamps its progress per chunk)",
         default=120.0,
     )
+    recipients_partition_from: int = _doc(
+        "Recipients from which a campaign's rows get their own partition of the recipients "
+        "table (archived by detaching it); smaller campaigns share the default partition",
+        default=100_000,
+    )
+    recipients_retention_days: float = _doc(
+        "Days after a campaign ended before the scheduler moves its recipient rows into the "
+        "archive schema (counters stay; its recipients list answers 410); 0 keeps them",
+        default=0.0,
+    )
+    recipients_archive_interval_s: float = _doc(
+        "How often the scheduler looks for ended campaigns past the recipients retention",
+        default=60.0,
+    )
     sweep_interval_s: float = _doc(
         "How often fallback work, parked callbacks and fallback windows are swept", default=0.5
     )

@@ -34,7 +34,7 @@ from herald.constants import TOPIC_CAMPAIGN_EVENTS
 from herald.domain.campaign import ENDED, CampaignStatus, Command, Refused, apply
 from herald.domain.channels import Channel, SendingMode, chain
 from herald.domain.events import DEFAULT_BATCH_SIZE
-from herald.store import accounts, drafts, templates
+from herald.store import accounts, drafts, recipient_tables, templates
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -717,6 +717,13 @@ async def retry_failed(
     event = await drafts.sent_event(pool, account, campaign_id)
     if not current["failed"] or event is None:
         raise ApiError(ErrorCode.NOTHING_TO_RETRY, field="failed")
+    if await recipient_tables.archived_at(pool, campaign_id) is not None:
+        raise ApiError(
+            ErrorCode.RECIPIENTS_ARCHIVED,
+            "the campaign's recipient rows were archived: its failed recipients are no "
+            "longer known",
+            field="campaign_id",
+        )
     spec = parse_spec(retry_spec(current, event))
     new_id = str(uuid.uuid4())
     await drafts.insert(pool, account, new_id, _draft(spec))

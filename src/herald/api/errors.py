@@ -100,6 +100,11 @@ class ErrorCode(Enum):
     PROVIDER_ACCOUNT_INVALID = _Spec(
         1627, 422, "The account owns no such provider account for that channel"
     )
+    RECIPIENTS_ARCHIVED = _Spec(
+        1628,
+        410,
+        "The campaign's recipient rows were archived after the retention; its counters remain",
+    )
 
     @property
     def code(self) -> str:

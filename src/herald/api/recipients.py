@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
@@ -29,7 +30,7 @@ from herald.api.goal import estimate
 from herald.domain.channels import Channel
 from herald.domain.status import RecipientStatus
 from herald.domain.templates import recipient_variables
-from herald.store import drafts, recipients
+from herald.store import drafts, recipient_tables, recipients
 
 RATE_DECIMALS = 4
 
@@ -185,8 +186,10 @@ async def campaign_recipients(
     paging: pagination.Page,
     status: RecipientStatus | None = None,
 ) -> dict[str, Any]:
-    """Per-recipient delivery status with error codes, in recipient order."""
+    """Per-recipient delivery status with error codes, in recipient order; 410 once the
+    campaign's rows were archived (its counters stay in the campaign's stats)."""
     current = await existing(pool, account, campaign_id)
+    await _not_archived(pool, current["id"])
     position = pagination.decode("recipients", paging.cursor, 1)
     # recipients.id is a PostgreSQL integer.
     after = 0 if position is None else pagination.serial(position[0], maximum=2**31 - 1)
@@ -239,6 +242,18 @@ async def campaign_recipients(
         for r in items
     ]
     return page(request, out, cursor, total=total)
+
+
+async def _not_archived(pool: asyncpg.Pool, campaign_id: str) -> None:
+    archived = await recipient_tables.archived_at(pool, campaign_id)
+    if archived is not None:
+        raise ApiError(
+            ErrorCode.RECIPIENTS_ARCHIVED,
+            f"the campaign's recipient rows were archived at {archived.isoformat()} "
+            "(HERALD_RECIPIENTS_RETENTION_DAYS); its totals remain in GET /v1/campaigns/"
+            f"{campaign_id}",
+            field="campaign_id",
+        )
 
 
 def counted_total(counters: Mapping[str, Any], status: RecipientStatus) -> int | None:

@@ -31,6 +31,7 @@ async def setup(ctx: Context) -> Parts:
         loops=[
             partial(scheduler.tick_forever, ctx.stop),
             partial(scheduler.reconcile_forever, ctx.stop),
+            partial(scheduler.archive_forever, ctx.stop),
             partial(metrics.poll_campaigns, partial(campaigns.count_by_status, pool), ctx.stop),
             # Here, not in the relay: a relay that is down must still show its backlog.
             partial(metrics.poll_outbox, partial(outbox.backlog, pool), ctx.stop),

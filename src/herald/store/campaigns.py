@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import asyncpg
 
-from herald.domain.campaign import CampaignStatus, Command, ending, move
+from herald.domain.campaign import ENDED, CampaignStatus, Command, ending, move
 from herald.domain.channels import Channel
 from herald.domain.events import (
     CampaignConfirmed,
@@ -23,7 +24,7 @@ from herald.domain.phone import canonical
 from herald.domain.segments import Compiled
 from herald.domain.status import CounterDelta
 from herald.domain.work import BatchItem
-from herald.store import segments
+from herald.store import recipient_tables, segments
 from herald.store.queries import sql
 
 
@@ -124,7 +125,12 @@ def address_key(channels: Sequence[str]) -> str:
     skipped at send with its own reason."""
     if channels and all(str(c) == Channel.EMAIL.value for c in channels):
         return "(CASE WHEN c.email LIKE '%_@_%' THEN lower(c.email) END)"
-    return "(CASE WHEN c.phone ~ '^\\+[0-9]{7,15}$' THEN c.phone END)"
+    # E.164 shape, `c.phone ~ '^\\+[0-9]{7,15}$'` without a regular expression: half the
+    # cost per row, which counts for millions of rows.
+    return (
+        "(CASE WHEN length(c.phone) BETWEEN 8 AND 16 AND left(c.phone, 1) = '+' "
+        "AND ltrim(substr(c.phone, 2), '0123456789') = '' THEN c.phone END)"
+    )
 
 
 def audience_query(query: str, channels: Sequence[str], segment: Compiled) -> str:
@@ -147,9 +153,16 @@ def audience_params(account_id: str, audience: Any) -> list[Any]:
     ]
 
 
-async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
+async def expand(
+    conn: asyncpg.Connection,
+    event: CampaignConfirmed,
+    *,
+    partition_from: int = recipient_tables.PARTITION_FROM,
+) -> int:
     """Recipient rows and batches for the whole audience, in the caller's transaction; a
-    scheduled campaign is started, and one with nobody to send to ends at once."""
+    scheduled campaign is started, and one with nobody to send to ends at once. The rows are
+    loaded into a table of their own, which becomes the campaign's partition of recipients
+    when they are at least `partition_from`, else joins the shared DEFAULT partition."""
     audience = event.audience
     segment = Compiled(sql="FALSE", params=())
     if audience.segment_id:
@@ -157,8 +170,10 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
             conn, event.account_id, audience.segment_id, first_param=9
         )
     await conn.execute(sql("campaigns", "expansion_memory"))
+    table = await recipient_tables.stage(conn, event.campaign_id)
+    query = audience_query(sql("campaigns", "expand_recipients"), event.channels, segment)
     status = await conn.execute(
-        audience_query(sql("campaigns", "expand_recipients"), event.channels, segment),
+        query.replace("{table}", table),
         *audience_params(event.account_id, audience),
         event.campaign_id,
         variant_starts(event.variants),
@@ -187,6 +202,8 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
     await conn.execute(sql("campaigns", "mark_expanded"), event.campaign_id, total)
     if not total:
         await finish(conn, [event.campaign_id])
+    # Last: attaching locks the DEFAULT partition until this transaction commits.
+    await recipient_tables.place(conn, event.campaign_id, own_partition=total >= partition_from)
     return total
 
 
@@ -325,6 +342,22 @@ async def sending_modes(
     message: fallback steps with success accepted or sent)."""
     rows = await conn.fetch(sql("campaigns", "sending_modes"), list(campaign_ids))
     return {r["id"]: (r["sending_mode"], frozenset(r["stop_on_acceptance"])) for r in rows}
+
+
+async def archive_recipients(pool: asyncpg.Pool, ended_before: datetime) -> tuple[str, str] | None:
+    """Moves the recipient rows of one campaign that ended before `ended_before` into the
+    archive schema (store/recipient_tables): (campaign id, archive table), None when none is
+    due. A live campaign's rows are never moved. One whose rows cannot be locked within the
+    lock timeout raises and stays due."""
+    async with pool.acquire() as conn, conn.transaction():
+        campaign_id = await recipient_tables.claim_archivable(
+            conn, ended_before, [s.value for s in ENDED]
+        )
+        if campaign_id is None:
+            return None
+        table = await recipient_tables.archive(conn, campaign_id)
+        await conn.execute(sql("campaigns", "mark_recipients_archived"), campaign_id)
+        return campaign_id, table
 
 
 async def status_of(pool: asyncpg.Pool, campaign_id: str) -> str | None:

@@ -51,21 +51,29 @@ WITH failed AS (
     SELECT r.id, r.contact_id, r.phone
     FROM recipients r JOIN campaigns p ON p.id = r.campaign_id
     WHERE r.campaign_id = $6 AND p.account_id = $1 AND r.status = 'failed'
-), ids AS (
-    SELECT id FROM contacts WHERE account_id = $1 AND id = ANY ($2::uuid[])
-    UNION
-    SELECT m.contact_id FROM list_members m JOIN lists l ON l.id = m.list_id
+), sourced AS (
+    -- Each source's contacts with the fields the audience keeps, read once: a contact in
+    -- two sources comes twice, and DISTINCT ON below (on its address, or its id) keeps one.
+    -- No set of ids is hashed and joined back to contacts, which for millions of recipients
+    -- cost a second pass over contacts and two tables in memory.
+    SELECT id, phone, email FROM contacts WHERE account_id = $1 AND id = ANY ($2::uuid[])
+    UNION ALL
+    SELECT c.id, c.phone, c.email
+    FROM list_members m JOIN lists l ON l.id = m.list_id
+    JOIN contacts c ON c.id = m.contact_id AND c.account_id = $1
     WHERE l.account_id = $1 AND m.list_id = ANY ($3::uuid[])
-    UNION
-    SELECT id FROM contacts WHERE account_id = $1 AND cardinality($4::text[]) > 0
-                              AND tags && $4::text[]
-    UNION
-    SELECT contact_id FROM failed WHERE contact_id IS NOT NULL
-    UNION
-    SELECT c.id FROM contacts c WHERE c.account_id = $1 AND ({segment_condition})
+    UNION ALL
+    SELECT id, phone, email FROM contacts
+    WHERE account_id = $1 AND cardinality($4::text[]) > 0 AND tags && $4::text[]
+    UNION ALL
+    SELECT c.id, c.phone, c.email FROM failed f JOIN contacts c ON c.id = f.contact_id
+    WHERE c.account_id = $1
+    UNION ALL
+    SELECT c.id, c.phone, c.email FROM contacts c
+    WHERE c.account_id = $1 AND ({segment_condition})
 ), audience AS (
     SELECT DISTINCT ON (coalesce({address}, c.id::text)) c.id AS contact_id, c.phone, c.email
-    FROM ids JOIN contacts c ON c.id = ids.id AND c.account_id = $1
+    FROM sourced AS c
     ORDER BY coalesce({address}, c.id::text), c.id
 ), raw AS (
     SELECT DISTINCT ON (d) d AS phone, ord
@@ -87,10 +95,11 @@ SELECT row_number() OVER (ORDER BY source, contact_id, ord) AS n, contact_id, ph
 FROM combined
 
 -- name: expand_recipients
--- The audience (the `audience` block) as the campaign's recipient rows: $7 the campaign, $8 where each
+-- The audience (the `audience` block) as the campaign's recipient rows, into {table} (the
+-- campaign's own table, store/recipient_tables.stage): $7 the campaign, $8 where each
 -- A/B variant's share of the slots 0..99 starts (NULL: no test); a recipient's variant is the
 -- one whose share holds its slot id * 37 % 100 (domain/events.variant_of).
-INSERT INTO recipients (campaign_id, id, contact_id, phone, email, variant)
+INSERT INTO {table} (campaign_id, id, contact_id, phone, email, variant)
 SELECT $7, n, contact_id, phone, email,
        CASE WHEN $8::int[] IS NOT NULL THEN width_bucket(n * 37 % 100, $8::int[]) - 1 END
 FROM ({audience}) AS numbered;
@@ -188,6 +197,10 @@ SELECT count(*) FILTER (WHERE accepted) AS sent,
            AS final,
        count(*) AS total
 FROM recipients WHERE campaign_id = $1;
+
+-- name: mark_recipients_archived
+-- In the transaction that moved the campaign's recipient rows into the archive schema.
+UPDATE campaigns SET recipients_archived_at = now() WHERE id = $1;
 
 -- name: status_of
 SELECT status FROM campaigns WHERE id = $1;

@@ -5,6 +5,10 @@ valid event as a `scheduled` campaign (deduplicated by campaign id) and commits.
 claims due campaigns with FOR UPDATE SKIP LOCKED and expands each in one transaction
 (set-based SQL, never a loop over recipients), then publishes due batches and marks them
 published. A crash anywhere repeats a step whose effect is idempotent.
+
+Each batch_size range is expanded into one batch per sub-key of the account, and batch k is
+published on sub-key (k - 1) % shares (domain/work.py, bus/dispatch.py): one account's
+campaign is sent by that many workers at once, each at its share of the account's rate.
 """
 
 from __future__ import annotations
@@ -13,17 +17,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import anyio
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from herald import loops, metrics
-from herald.bus import codec
+from herald.bus import codec, dispatch
 from herald.bus.consumer import DeadLetter
-from herald.constants import TOPIC_DISPATCH_BATCHES
 from herald.domain.events import EventError, parse_campaign_confirmed
-from herald.domain.work import batch_to_wire
+from herald.domain.work import batch_ranges, batch_share
 from herald.settings import Settings
 from herald.store import campaigns, reconcile
 from herald.store.db import TRANSIENT, translate
@@ -129,6 +133,8 @@ class Scheduler:
         return expanded or published >= PUBLISH_LIMIT
 
     async def expand_one(self) -> bool:
+        # Asked before the transaction: a broker that is away fails the round, not a claim.
+        parts = await dispatch.shares(self.producer, self.settings)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await campaigns.claim_due(conn)
             if row is None:
@@ -139,20 +145,18 @@ class Scheduler:
             except EventError as exc:  # stored events were validated; a schema change got here
                 log.error("stored event unreadable: %s", exc, extra={"event": "event_unreadable"})
                 return False
-            total = await campaigns.expand(conn, event)
+            total = await campaigns.expand(conn, event, parts=parts)
         elapsed = time.perf_counter() - started
-        batches = -(-total // event.batch_size)
+        batches = batch_ranges(total, event.batch_size, parts)
         metrics.EXPANSION_DURATION.observe(elapsed)
-        metrics.BATCHES_EXPANDED.inc(batches)
-        for _ in range(batches - 1):
-            metrics.BATCH_SIZE.observe(event.batch_size)
-        if batches:
-            metrics.BATCH_SIZE.observe(total - (batches - 1) * event.batch_size)
+        metrics.BATCHES_EXPANDED.inc(len(batches))
+        for batch in batches:
+            metrics.BATCH_SIZE.observe(batch.last_id - batch.first_id + 1)
         log.info(
             "campaign %s expanded: %d recipients in %d batches (%.2fs)",
             event.campaign_id,
             total,
-            batches,
+            len(batches),
             elapsed,
             extra={"event": "campaign_expanded"},
         )
@@ -163,14 +167,12 @@ class Scheduler:
             due = await campaigns.due_batches(conn, PUBLISH_LIMIT)
             if not due:
                 return 0
-            topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
+            shares = await dispatch.shares(self.producer, self.settings)
             waits = []
             for batch in due:
-                value = codec.encode(batch_to_wire(batch))
-                # Keyed by account: one worker owns an account's rate limits at a time.
-                waits.append(
-                    await self.producer.send(topic, value, key=codec.key(batch.account_id))
-                )
+                # On its sub-key: one worker owns each share of the account's rate at a time.
+                shared = replace(batch, share=batch_share(batch.batch_no, shares))
+                waits.append(await dispatch.send(self.producer, self.settings, shared))
             # gather: one failed ack fails the round, and the others' errors are retrieved.
             await asyncio.gather(*waits)
             by_campaign: dict[str, list[int]] = {}

@@ -1,8 +1,9 @@
 """Loops that turn database state into work: fallback publishing, parked callbacks, windows.
 
 - Fallback publishing (status role): recipients the fold marked with a next attempt are
-  published as fallback work on dispatch-batches (keyed by account) and stamped, in one
-  transaction; a crash republishes, which the worker's attempt rows make harmless.
+  published as fallback work on dispatch-batches (on the account's sub-key that each
+  recipient's id picks, domain/work.recipient_share) and stamped, in one transaction; a crash
+  republishes, which the worker's attempt rows make harmless.
 - Parked callbacks (status role): events that named an unknown provider message id are tried
   again until their attempt is recorded, then folded; past HERALD_STATUS_PARK_TIMEOUT_S they
   are dead-lettered with the reason, never dropped.
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -26,9 +28,9 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from herald import loops
-from herald.bus import codec
+from herald.bus import codec, dispatch
 from herald.bus.consumer import DeadLetter
-from herald.constants import TOPIC_DISPATCH_BATCHES, TOPIC_STATUS_EVENTS
+from herald.constants import TOPIC_STATUS_EVENTS
 from herald.domain.channels import Channel
 from herald.domain.status import (
     WINDOW_EXPIRED,
@@ -38,7 +40,7 @@ from herald.domain.status import (
     message_id,
     to_wire,
 )
-from herald.domain.work import MAX_FALLBACK_ITEMS, FallbackItem, fallback_to_wire
+from herald.domain.work import MAX_FALLBACK_ITEMS, FallbackItem, Share, recipient_share
 from herald.providers.directory import Directory
 from herald.settings import Settings
 from herald.status import StatusFolder
@@ -68,20 +70,26 @@ class Sweeper:
             due = await recipients.claim_fallback_due(conn, CLAIM_LIMIT)
             if not due:
                 return 0
-            groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+            shares = await dispatch.shares(self.producer, self.settings)
+            groups: dict[tuple[str, str, Share], list[tuple[int, int]]] = defaultdict(list)
             for d in due:
-                groups[(d.campaign_id, d.account_id)].append((d.recipient_id, d.next_attempt))
-            topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
-            for (campaign_id, account_id), pairs in groups.items():
+                share = recipient_share(d.recipient_id, shares)
+                groups[(d.campaign_id, d.account_id, share)].append(
+                    (d.recipient_id, d.next_attempt)
+                )
+            waits = []
+            for (campaign_id, account_id, share), pairs in groups.items():
                 for start in range(0, len(pairs), MAX_FALLBACK_ITEMS):
                     item = FallbackItem(
                         campaign_id=campaign_id,
                         account_id=account_id,
                         recipients=tuple(pairs[start : start + MAX_FALLBACK_ITEMS]),
+                        share=share,
                     )
-                    await self.producer.send_and_wait(
-                        topic, codec.encode(fallback_to_wire(item)), key=codec.key(account_id)
-                    )
+                    waits.append(await dispatch.send(self.producer, self.settings, item))
+            # gather: one failed ack fails the round (nothing is marked), and the others'
+            # errors are retrieved.
+            await asyncio.gather(*waits)
             await recipients.mark_fallback_published(conn, due)
         return len(due)
 

@@ -147,9 +147,10 @@ def audience_params(account_id: str, audience: Any) -> list[Any]:
     ]
 
 
-async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
+async def expand(conn: asyncpg.Connection, event: CampaignConfirmed, *, parts: int = 1) -> int:
     """Recipient rows and batches for the whole audience, in the caller's transaction; a
-    scheduled campaign is started, and one with nobody to send to ends at once."""
+    scheduled campaign is started, and one with nobody to send to ends at once. Each
+    batch_size range becomes `parts` batches (the account's sub-keys, domain/work.py)."""
     audience = event.audience
     segment = Compiled(sql="FALSE", params=())
     if audience.segment_id:
@@ -182,6 +183,7 @@ async def expand(conn: asyncpg.Connection, event: CampaignConfirmed) -> int:
             event.batch_size,
             total,
             event.batch_delay_ms,
+            parts,
         )
     await transition(conn, Command.START, [event.campaign_id])
     await conn.execute(sql("campaigns", "mark_expanded"), event.campaign_id, total)

@@ -128,7 +128,7 @@ class Delivery:
         self.directory = directory
         self._limiters: dict[tuple[str, Channel, int], AdaptiveLimiter] = {}
         self._breakers: dict[str, Breaker] = {}
-        self._provider_limiters: dict[str, AdaptiveLimiter] = {}
+        self._provider_limiters: dict[tuple[str, int], AdaptiveLimiter] = {}
         # Each account's rate and quiet hours with when they were read (see account_settings).
         self._accounts: dict[str, tuple[float, accounts.AccountSettings]] = {}
         self._refreshing: set[str] = set()
@@ -439,15 +439,19 @@ class Delivery:
             template=template,
         )
         limiter = await self.limiter_for(event.account_id, message.channel, share)
-        return await self._send_with_retries(candidates, outbound, limiter, gate)
+        return await self._send_with_retries(candidates, outbound, limiter, gate, share)
 
-    def _provider_limiter(self, label: str) -> AdaptiveLimiter | None:
+    def _provider_limiter(self, label: str, share: Share = WHOLE) -> AdaptiveLimiter | None:
+        """A provider account's own rate, split over the sub-keys as the account's is: an
+        account's own provider account then stays within its contract whichever workers
+        send the account's sub-keys."""
         rate = self.directory.rates.get(label)
         if rate is None:
             return None
-        limiter = self._provider_limiters.get(label)
+        limiter = self._provider_limiters.get((label, share.sub))
         if limiter is None:
-            limiter = self._provider_limiters[label] = AdaptiveLimiter(rate)
+            limiter = AdaptiveLimiter(share.rate_per_s(rate))
+            self._provider_limiters[(label, share.sub)] = limiter
         return limiter
 
     async def account_settings(self, account_id: str) -> accounts.AccountSettings:
@@ -496,6 +500,7 @@ class Delivery:
         message: OutboundMessage,
         limiter: AdaptiveLimiter,
         gate: Gate | None = None,
+        share: Share = WHOLE,
     ) -> tuple[SendResult, str] | None:
         """The answer and the provider account that gave it; None when `gate` said stop
         before a try (nothing reached a provider on that try, and a 429 or retryable answer
@@ -514,7 +519,7 @@ class Delivery:
             waited = time.perf_counter()
             await limiter.acquire()
             # A provider account with its own rate: whichever bucket is tighter decides.
-            provider_limiter = self._provider_limiter(provider.name)
+            provider_limiter = self._provider_limiter(provider.name, share)
             if provider_limiter is not None:
                 await provider_limiter.acquire()
             metrics.RATE_LIMIT_WAIT.labels(channel=channel).observe(time.perf_counter() - waited)

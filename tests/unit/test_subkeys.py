@@ -208,3 +208,9 @@ async def test_each_sub_key_has_its_own_limiter_at_its_share_of_the_rate(
     assert await delivery.limiter_for("acct", Channel.EMAIL, Share(sub=1, shares=4)) is not again
     # A whole item (one share) has the account's full rate.
     assert (await delivery.limiter_for("solo", Channel.SMS)).state.configured_per_s == 400.0
+    # An account's own provider account with a rate is split the same way.
+    directory.rates["twilio-eu"] = 90.0
+    shares = [Share(sub=s, shares=3) for s in range(3)]
+    provider = [delivery._provider_limiter("twilio-eu", share) for share in shares]
+    assert len({id(limiter) for limiter in provider}) == 3
+    assert [limiter.state.configured_per_s for limiter in provider if limiter] == [30.0] * 3

@@ -5,7 +5,10 @@ Every item names a share of its account's rate: sub-key `sub` of `shares`. A wor
 item under the bucket (account, channel, sub) at the account's rate / shares, and each sub-key
 is published to one partition (bus/dispatch.py), so one worker at a time owns it. Whoever owns
 which sub-keys, the account's buckets add up to its rate at most, and an account's campaign is
-sent by as many workers as it has sub-keys on their partitions. Items published before
+sent by as many workers as it has sub-keys on their partitions. Each bucket keeps its share
+within the pacer's bound (ratelimit.py) in any window; what splitting adds is at most one send
+per sub-key in a window whose edges jitter cut across every bucket's interval at once (4 sends
+in a second by the default: 1 % of 400/s). Items published before
 sub-keys carry neither field: the worker reads them as sub-key 0 of its own HERALD_DISPATCH_SUBKEYS
 (sub-key 0's key and partition are the account's own, as before, so such an item shares
 sub-key 0's bucket and the account still stays within its rate).

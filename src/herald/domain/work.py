@@ -1,17 +1,25 @@
 """Work items on dispatch-batches: a batch (a recipient id range) or fallback work (recipients
 and the chain position to resume at).
 
-Every item names a share of its account's rate: sub-key `sub` of `shares`. A worker paces an
-item under the bucket (account, channel, sub) at the account's rate / shares, and each sub-key
-is published to one partition (bus/dispatch.py), so one worker at a time owns it. Whoever owns
-which sub-keys, the account's buckets add up to its rate at most, and an account's campaign is
-sent by as many workers as it has sub-keys on their partitions. Each bucket keeps its share
-within the pacer's bound (ratelimit.py) in any window; what splitting adds is at most one send
-per sub-key in a window whose edges jitter cut across every bucket's interval at once (4 sends
-in a second by the default: 1 % of 400/s). Items published before
-sub-keys carry neither field: the worker reads them as sub-key 0 of its own HERALD_DISPATCH_SUBKEYS
-(sub-key 0's key and partition are the account's own, as before, so such an item shares
-sub-key 0's bucket and the account still stays within its rate).
+Every item is on one of its account's sub-keys: sub-key `sub` of `shares`. A worker paces it
+under the bucket (account, channel, sub) at the account's rate / shares, and each sub-key is
+published to one partition (bus/dispatch.py), so one worker at a time owns each bucket.
+Whichever workers own which sub-keys, an account's buckets add up to its rate, and its
+campaign is sent by as many workers as hold its sub-keys' partitions.
+
+Every item of every account is on a sub-key, a small campaign's too: sent whole under a
+bucket at the full rate, a small campaign and a large one of the same account spread over the
+sub-keys would together exceed the rate. The price: expansion cuts every batch_size range into
+one batch per sub-key, and a campaign with fewer recipients than sub-keys runs at part of the
+rate (a few milliseconds at any real rate).
+
+Each bucket holds its share within the pacer's bound (ratelimit.py); to what jitter at a
+one-second window's edges does to one pacer, the split adds at most one send per sub-key (4 by
+default: 1 % at 400/s).
+
+Items published before sub-keys carry neither field: the worker reads them as sub-key 0 of its
+own HERALD_DISPATCH_SUBKEYS (sub-key 0's key and partition are the account's own, as before,
+so such an item shares sub-key 0's bucket and the account still stays within its rate).
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ JSON_KEYS = (
     "elapsed_s",
     "recipients_per_s",
     "sends_per_s",
+    "worst_window_per_s",
     "ceiling_sends_per_s",
     "ratio_to_ceiling",
     "send_latency_p50_ms",
@@ -344,6 +345,7 @@ async def _campaign(
                         tg.start_soon(in_flight.run)
                         await harness.publish(settings, events)
                         published = time.monotonic()
+                        published_wall_s = time.time()
                         expand_s = 0.0
                         for campaign_id in campaign_ids:
                             expand_s = max(
@@ -354,10 +356,18 @@ async def _campaign(
                             for campaign_id in campaign_ids:
                                 following.start_soon(follow, campaign_id)
                         elapsed = time.monotonic() - published
+                        completed_wall_s = time.time()
                         cpu_after = harness.cpu_reading()
                     rss.stop()
                     in_flight.stop()
                 after = await harness.simulator_stats(http, settings)
+                # The most send requests any one second of the campaign held, as the provider
+                # saw them arrive: with one account and one channel, against --rate-per-s.
+                worst_window_per_s = measures.max_window_rate(
+                    await harness.arrival_times(http, settings),
+                    start_s=published_wall_s,
+                    end_s=completed_wall_s,
+                )
                 worker_metrics = [await harness.scrape(http, w.metrics_port) for w in workers]
                 scheduler_metrics = await harness.scrape(http, scheduler.metrics_port)
                 status_metrics = await harness.scrape(http, folder.metrics_port)
@@ -403,6 +413,7 @@ async def _campaign(
         "recipients": sum(c.total for c in finals.values()),
         "elapsed_s": elapsed,
         "sends": requests,
+        "worst_window_per_s": worst_window_per_s,
         "send_latency_p50_ms": p50 * 1000 if p50 is not None else None,
         "send_latency_p99_ms": p99 * 1000 if p99 is not None else None,
         "send_latency_mean_ms": round(mean_s * 1000, 2),
@@ -532,6 +543,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "elapsed_s": round(run["elapsed_s"], 3),
         "recipients_per_s": round(run["recipients"] / run["elapsed_s"], 1),
         "sends_per_s": round(sends_per_s, 1),
+        "worst_window_per_s": run["worst_window_per_s"],
         "ceiling_sends_per_s": _round(ceiling_per_s),
         "ratio_to_ceiling": round(sends_per_s / ceiling_per_s, 3) if ceiling_per_s else None,
         "send_latency_p50_ms": _round(run["send_latency_p50_ms"], 2),

@@ -159,7 +159,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def _partition(account_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives an account's work (keyed by account)."""
+    """The partition of an account's sub-key 0 (Kafka's default partitioner on the account id;
+    its other sub-keys take the partitions after it, bus/dispatch.py): two accounts with the
+    same one share every sub-key's partition."""
     return (murmur2(codec.key(account_id)) & 0x7FFFFFFF) % partitions
 
 

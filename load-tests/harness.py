@@ -36,7 +36,7 @@ from herald.demo import campaign_event
 from herald.domain.channels import SendingMode
 from herald.embedded import free_port
 from herald.settings import DEVELOPMENT_PROFILE, Settings
-from herald.simulator.app import PATH_STATS
+from herald.simulator.app import PATH_ARRIVALS, PATH_STATS
 from herald.store import accounts, contacts
 
 _PR_SET_PDEATHSIG = 1
@@ -290,6 +290,14 @@ async def simulator_stats(session: aiohttp.ClientSession, settings: Settings) ->
         answer.raise_for_status()
         body: dict[str, Any] = await answer.json()
         return body
+
+
+async def arrival_times(session: aiohttp.ClientSession, settings: Settings) -> list[float]:
+    """Wall-clock times of the send requests the simulator kept (its last 200,000)."""
+    async with session.get(f"{settings.simulator_url}{PATH_ARRIVALS}") as answer:
+        answer.raise_for_status()
+        body: dict[str, Any] = await answer.json()
+        return [float(t) for t, _to in body["arrivals"]]
 
 
 def total(stats: Mapping[str, Any], counter: str, channels: Sequence[str] | None = None) -> int:

@@ -41,6 +41,7 @@ from herald.domain.dispatch import (
 from herald.domain.events import CampaignConfirmed
 from herald.domain.quiet import quiet_until, timezone_for
 from herald.domain.status import RecipientStatus, StatusEvent, message_id
+from herald.domain.work import WHOLE, Share
 from herald.providers.base import (
     ErrorClass,
     OutboundMessage,
@@ -110,9 +111,9 @@ class Delivery:
         self.settings = settings
         self.pool = pool
         self.directory = directory
-        self._limiters: dict[tuple[str, Channel], AdaptiveLimiter] = {}
+        self._limiters: dict[tuple[str, Channel, int], AdaptiveLimiter] = {}
         self._breakers: dict[str, Breaker] = {}
-        self._provider_limiters: dict[str, AdaptiveLimiter] = {}
+        self._provider_limiters: dict[tuple[str, int], AdaptiveLimiter] = {}
         # Each account's rate and quiet hours with when they were read (see account_settings).
         self._accounts: dict[str, tuple[float, accounts.AccountSettings]] = {}
         self._refreshing: set[str] = set()
@@ -132,9 +133,11 @@ class Delivery:
         rows: Sequence[RecipientRow],
         starts: Mapping[int, int] | None = None,
         gate: Gate | None = None,
+        share: Share = WHOLE,
     ) -> Delivered:
         """Status events for every recipient in rows (sent, failed or skipped), except those
-        held because `gate` said stop (the campaign was paused or cancelled)."""
+        held because `gate` said stop (the campaign was paused or cancelled). Sends are paced
+        at `share` of the account's rate (the work item's sub-key, domain/work.py)."""
         by_id = {row.id: row for row in rows}
         providers = await self.directory.for_account(event.account_id)
         if event.provider_accounts:
@@ -166,7 +169,7 @@ class Delivery:
             if not messages:
                 break
             round_events, unreachable = await self._send_round(
-                event, messages, providers, gate, delivered
+                event, messages, providers, gate, delivered, share
             )
             events.extend(round_events)
             tried.update(messages)
@@ -211,6 +214,7 @@ class Delivery:
         providers: Mapping[Channel, Sequence[Provider]],
         gate: Gate | None,
         delivered: Delivered,
+        share: Share = WHOLE,
     ) -> tuple[list[StatusEvent], set[int]]:
         """Send one round in micro-batches of one channel each: write the attempt rows, send,
         record the answers. A few micro-batches run at once, so the sends whose answer is not
@@ -233,7 +237,7 @@ class Delivery:
         async def run(channel: Channel, ids: list[int]) -> None:
             try:
                 got, moved = await self._send_micro(
-                    event, providers[channel], channel, ids, messages, gate, delivered
+                    event, providers[channel], channel, ids, messages, gate, delivered, share
                 )
                 events.extend(got)
                 unreachable.update(moved)
@@ -264,6 +268,7 @@ class Delivery:
         messages: dict[int, Message],
         gate: Gate | None,
         delivered: Delivered,
+        share: Share = WHOLE,
     ) -> tuple[list[StatusEvent], set[int]]:
         provider = self._pick(candidates)
         events: list[StatusEvent] = []
@@ -307,7 +312,7 @@ class Delivery:
                 if gate is not None and not await gate():
                     held.append(rid)
                     return
-                sent = await self._send(event, rid, messages[rid], candidates, gate)
+                sent = await self._send(event, rid, messages[rid], candidates, gate, share)
                 if sent is None:
                     held.append(rid)
                 else:
@@ -391,6 +396,7 @@ class Delivery:
         message: Message,
         candidates: Sequence[Provider],
         gate: Gate | None = None,
+        share: Share = WHOLE,
     ) -> tuple[SendResult, str] | None:
         mid = message_id(event.campaign_id, rid, message.attempt)
         callback = f"{self.settings.ingress_url}/callbacks/{message.channel.value}"
@@ -413,16 +419,20 @@ class Delivery:
             subject=message.subject,
             template=template,
         )
-        limiter = await self.limiter_for(event.account_id, message.channel)
-        return await self._send_with_retries(candidates, outbound, limiter, gate)
+        limiter = await self.limiter_for(event.account_id, message.channel, share)
+        return await self._send_with_retries(candidates, outbound, limiter, gate, share)
 
-    def _provider_limiter(self, label: str) -> AdaptiveLimiter | None:
+    def _provider_limiter(self, label: str, share: Share = WHOLE) -> AdaptiveLimiter | None:
+        """A provider account's own rate, split over the sub-keys as the account's is: an
+        account's own provider account then stays within its contract whichever workers
+        send the account's sub-keys."""
         rate = self.directory.rates.get(label)
         if rate is None:
             return None
-        limiter = self._provider_limiters.get(label)
+        limiter = self._provider_limiters.get((label, share.sub))
         if limiter is None:
-            limiter = self._provider_limiters[label] = AdaptiveLimiter(rate)
+            limiter = AdaptiveLimiter(share.rate_per_s(rate))
+            self._provider_limiters[(label, share.sub)] = limiter
         return limiter
 
     async def account_settings(self, account_id: str) -> accounts.AccountSettings:
@@ -450,11 +460,14 @@ class Delivery:
         rate = (await self.account_settings(account_id)).rate_per_s
         return rate or self.settings.default_rate_per_s
 
-    async def limiter_for(self, account_id: str, channel: Channel) -> AdaptiveLimiter:
-        """The one limiter of an account and channel, at the account's current rate."""
-        rate_per_s = await self.rate_of(account_id)
+    async def limiter_for(
+        self, account_id: str, channel: Channel, share: Share = WHOLE
+    ) -> AdaptiveLimiter:
+        """The one limiter of an account's sub-key and channel, at its share of the account's
+        current rate: the sub-keys' limiters, wherever they run, add up to the rate."""
+        rate_per_s = share.rate_per_s(await self.rate_of(account_id))
         # No await between the look-up and the store: concurrent first sends share one.
-        key = (account_id, channel)
+        key = (account_id, channel, share.sub)
         limiter = self._limiters.get(key)
         if limiter is None:
             limiter = self._limiters[key] = AdaptiveLimiter(rate_per_s)
@@ -468,6 +481,7 @@ class Delivery:
         message: OutboundMessage,
         limiter: AdaptiveLimiter,
         gate: Gate | None = None,
+        share: Share = WHOLE,
     ) -> tuple[SendResult, str] | None:
         """The answer and the provider account that gave it; None when `gate` said stop
         before a try (nothing reached a provider on that try, and a 429 or retryable answer
@@ -489,7 +503,7 @@ class Delivery:
             waited = time.perf_counter()
             await limiter.acquire()
             # A provider account with its own rate: whichever bucket is tighter decides.
-            provider_limiter = self._provider_limiter(provider.name)
+            provider_limiter = self._provider_limiter(provider.name, share)
             if provider_limiter is not None:
                 await provider_limiter.acquire()
             started = time.perf_counter()

@@ -5,6 +5,10 @@ valid event as a `scheduled` campaign (deduplicated by campaign id) and commits.
 claims due campaigns with FOR UPDATE SKIP LOCKED and expands each in one transaction
 (set-based SQL, never a loop over recipients), then publishes due batches and marks them
 published. A crash anywhere repeats a step whose effect is idempotent.
+
+Each batch_size range is expanded into one batch per sub-key of the account, and batch k is
+published on sub-key (k - 1) % shares (domain/work.py, bus/dispatch.py): one account's
+campaign is sent by that many workers at once, each at its share of the account's rate.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -20,11 +25,10 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from herald import loops, metrics
-from herald.bus import codec, publisher
+from herald.bus import codec, dispatch, publisher
 from herald.bus.consumer import DeadLetter
-from herald.constants import TOPIC_DISPATCH_BATCHES
 from herald.domain.events import EventError, parse_campaign_confirmed
-from herald.domain.work import BatchItem, batch_to_wire
+from herald.domain.work import BatchItem, batch_ranges, batch_share, shares_for
 from herald.settings import Settings
 from herald.store import campaigns, reconcile
 from herald.store.db import TRANSIENT, translate
@@ -158,6 +162,8 @@ class Scheduler:
         return expanded or published >= PUBLISH_LIMIT
 
     async def expand_one(self) -> bool:
+        # Asked before the transaction: a broker that is away fails the round, not a claim.
+        parts = await dispatch.shares(self.producer, self.settings)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await campaigns.claim_due(conn)
             if row is None:
@@ -169,33 +175,35 @@ class Scheduler:
                 log.error("stored event unreadable: %s", exc, extra={"event": "event_unreadable"})
                 return False
             total = await campaigns.expand(
-                conn, event, partition_from=self.settings.recipients_partition_from
+                conn, event, parts=parts, partition_from=self.settings.recipients_partition_from
             )
         elapsed = time.perf_counter() - started
-        batches = -(-total // event.batch_size)
+        batches = batch_ranges(total, event.batch_size, parts)
         metrics.EXPANSION_DURATION.observe(elapsed)
-        metrics.BATCHES_EXPANDED.inc(batches)
-        for _ in range(batches - 1):
-            metrics.BATCH_SIZE.observe(event.batch_size)
-        if batches:
-            metrics.BATCH_SIZE.observe(total - (batches - 1) * event.batch_size)
+        metrics.BATCHES_EXPANDED.inc(len(batches))
+        for batch in batches:
+            metrics.BATCH_SIZE.observe(batch.last_id - batch.first_id + 1)
         log.info(
             "campaign %s expanded: %d recipients in %d batches (%.2fs)",
             event.campaign_id,
             total,
-            batches,
+            len(batches),
             elapsed,
             extra={"event": "campaign_expanded"},
         )
         return True
 
     async def publish_due(self) -> int:
-        topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
+        # Asked before the transaction: a broker that is away fails the round, not a claim.
+        count = await dispatch.partitions(self.producer, self.settings)
+        shares = shares_for(self.settings.dispatch_subkeys, count)
 
         def encode(due: Sequence[BatchItem]) -> list[publisher.Message]:
-            # Keyed by account: one worker owns an account's rate limits at a time.
+            # On its sub-key: one worker owns each share of the account's rate at a time.
             return [
-                publisher.Message(topic, codec.key(b.account_id), codec.encode(batch_to_wire(b)))
+                dispatch.message(
+                    self.settings, replace(b, share=batch_share(b.batch_no, shares)), count
+                )
                 for b in due
             ]
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from herald.domain.work import MAX_SHARES
 from herald.errors import HeraldError
 
 
@@ -246,6 +247,14 @@ class Settings:
         "its partition, so other accounts' work on that partition is not held up",
         default=2.0,
     )
+    dispatch_subkeys: int = _doc(
+        "Sub-keys each account's batches and fallback work are spread over (at most the "
+        "dispatch topic's partitions), each paced at the account's rate / this: one account "
+        "is sent by up to this many workers at once and never faster than its rate. 1 keys "
+        "work by account alone; change it while the account sends nothing (items published "
+        "under the old value keep their share of the rate until done)",
+        default=4,
+    )
     send_timeout_s: float = _doc("Provider HTTP timeout", default=10.0)
     status_batch_max: int = _doc("Status events folded per transaction", default=2000)
     status_linger_ms: int = _doc(
@@ -333,6 +342,14 @@ class Settings:
             raw = env[key]
             values[f.name] = _cast(key, f.type, raw)
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        # A share of the rate is the rate / this: 0 or a negative count has no meaning.
+        if not 1 <= self.dispatch_subkeys <= MAX_SHARES:
+            raise SettingsError(
+                f"{env_name('dispatch_subkeys')}: from 1 to {MAX_SHARES}, "
+                f"not {self.dispatch_subkeys}"
+            )
 
     def to_env(self) -> dict[str, str]:
         """HERALD_* variables that rebuild these settings in a child process."""

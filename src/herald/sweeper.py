@@ -1,9 +1,10 @@
 """Loops that turn database state into work: fallback publishing, parked callbacks, windows.
 
 - Fallback publishing (status role): recipients the fold marked with a next attempt are
-  published as fallback work on dispatch-batches (keyed by account) and stamped, in one
-  round of the publishing engine (bus/publisher.py); a crash republishes, which the worker's
-  attempt rows make harmless.
+  published as fallback work on dispatch-batches (on the account's sub-key that each
+  recipient's id picks, domain/work.recipient_share) and stamped, in one round of the
+  publishing engine (bus/publisher.py); a crash republishes, which the worker's attempt rows
+  make harmless.
 - Parked callbacks (status role): events that named an unknown provider message id are tried
   again until their attempt is recorded, then folded; past HERALD_STATUS_PARK_TIMEOUT_S they
   are dead-lettered with the reason, never dropped.
@@ -31,9 +32,9 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from herald import loops
-from herald.bus import codec, envelope, publisher
+from herald.bus import codec, dispatch, envelope, publisher
 from herald.bus.consumer import DeadLetter
-from herald.constants import TOPIC_DISPATCH_BATCHES, TOPIC_STATUS_EVENTS
+from herald.constants import TOPIC_STATUS_EVENTS
 from herald.domain.channels import Channel
 from herald.domain.status import (
     WINDOW_EXPIRED,
@@ -42,7 +43,13 @@ from herald.domain.status import (
     from_wire,
     message_id,
 )
-from herald.domain.work import MAX_FALLBACK_ITEMS, FallbackItem, fallback_to_wire
+from herald.domain.work import (
+    MAX_FALLBACK_ITEMS,
+    FallbackItem,
+    Share,
+    recipient_share,
+    shares_for,
+)
 from herald.providers.directory import Directory
 from herald.providers.rbm import RevokeError
 from herald.settings import Settings
@@ -75,34 +82,36 @@ class Sweeper:
         self.dead_letter = dead_letter
 
     async def publish_fallbacks(self) -> int:
+        # Asked before the transaction: a broker that is away fails the round, not a claim.
+        count = await dispatch.partitions(self.producer, self.settings)
         due = await publisher.publish_claimed(
             self.pool,
             self.producer,
             claim=partial(recipients.claim_fallback_due, limit=CLAIM_LIMIT),
-            encode=self._fallback_messages,
+            encode=partial(self._fallback_messages, partitions=count),
             mark=recipients.mark_fallback_published,
         )
         return len(due)
 
-    def _fallback_messages(self, due: Sequence[recipients.FallbackDue]) -> list[publisher.Message]:
-        groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    def _fallback_messages(
+        self, due: Sequence[recipients.FallbackDue], *, partitions: int
+    ) -> list[publisher.Message]:
+        shares = shares_for(self.settings.dispatch_subkeys, partitions)
+        groups: dict[tuple[str, str, Share], list[tuple[int, int]]] = defaultdict(list)
         for d in due:
-            groups[(d.campaign_id, d.account_id)].append((d.recipient_id, d.next_attempt))
-        topic = self.settings.topic(TOPIC_DISPATCH_BATCHES)
+            share = recipient_share(d.recipient_id, shares)
+            groups[(d.campaign_id, d.account_id, share)].append((d.recipient_id, d.next_attempt))
         messages = []
-        for (campaign_id, account_id), pairs in groups.items():
+        for (campaign_id, account_id, share), pairs in groups.items():
             for start in range(0, len(pairs), MAX_FALLBACK_ITEMS):
                 item = FallbackItem(
                     campaign_id=campaign_id,
                     account_id=account_id,
                     recipients=tuple(pairs[start : start + MAX_FALLBACK_ITEMS]),
+                    share=share,
                 )
-                # Keyed by account: the worker that owns its rate limits takes it.
-                messages.append(
-                    publisher.Message(
-                        topic, codec.key(account_id), codec.encode(fallback_to_wire(item))
-                    )
-                )
+                # On its sub-key: the worker that owns that share of the rate takes it.
+                messages.append(dispatch.message(self.settings, item, partitions))
         return messages
 
     async def retry_parked(self, folder: StatusFolder) -> int:

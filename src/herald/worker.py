@@ -7,6 +7,10 @@ status consumer alone changes recipient states and counters.
 
 Resume after a crash or rebalance is by data, not offsets: recipients already folded are no
 longer `queued`, and an existing attempt row means "sent already" (see delivery.py).
+
+An item carries its account's sub-key and the number of them (domain/work.py): it is paced
+at the account's rate / shares under that sub-key's bucket, its chunks are sized by that
+share, and a batch's rest handed back keeps its sub-key (and so its partition).
 """
 
 from __future__ import annotations
@@ -22,15 +26,15 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from herald import metrics
-from herald.bus import codec, consumer, envelope
+from herald.bus import codec, consumer, dispatch, envelope
 from herald.bus.consumer import DeadLetter
-from herald.constants import TOPIC_DISPATCH_BATCHES, TOPIC_STATUS_EVENTS
+from herald.constants import TOPIC_STATUS_EVENTS
 from herald.delivery import Delivery
 from herald.domain.campaign import CampaignStatus
 from herald.domain.compose import RecipientRow
 from herald.domain.events import CampaignConfirmed, EventError, parse_campaign_confirmed
 from herald.domain.status import RecipientStatus, StatusEvent
-from herald.domain.work import BatchItem, FallbackItem, batch_to_wire, parse_work
+from herald.domain.work import BatchItem, FallbackItem, parse_work
 from herald.providers.directory import Directory
 from herald.settings import Settings
 from herald.store import campaigns, recipients, reconcile
@@ -127,7 +131,9 @@ class Worker:
     async def handle(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> bool:
         for record in records:
             try:
-                item = parse_work(codec.decode(record.value))
+                item = parse_work(
+                    codec.decode(record.value), default_shares=self.settings.dispatch_subkeys
+                )
             except ValueError as exc:
                 await self.dead_letter.send(record, f"invalid_batch: {exc}")
                 continue
@@ -156,9 +162,9 @@ class Worker:
         gate = _unless_revoked(lost, partial(self.control.sending, item.campaign_id))
         cursor = item.first_id - 1
         started = time.monotonic()
-        # A chunk is what its account can send in about one slice, so a slice ends on time
-        # even at a low rate (500 recipients at 100/s would be 5 s).
-        rate = await self.delivery.rate_of(event.account_id)
+        # A chunk is what its share of the account's rate sends in about one slice, so a
+        # slice ends on time even at a low rate (500 recipients at 100/s would be 5 s).
+        rate = item.share.rate_per_s(await self.delivery.rate_of(event.account_id))
         chunk_size = max(
             1, min(self.settings.worker_chunk_size, int(rate * self.settings.worker_slice_s))
         )
@@ -167,7 +173,7 @@ class Worker:
 
         async def send_chunk(chunk: list[RecipientRow]) -> None:
             try:
-                delivered = await self.delivery.deliver(event, chunk, gate=gate)
+                delivered = await self.delivery.deliver(event, chunk, gate=gate, share=item.share)
                 await self._publish(event.campaign_id, delivered.events)
                 if lost.is_set():
                     # Revoked: the rest stays queued for the partition's next owner.
@@ -230,11 +236,7 @@ class Worker:
 
     async def _continue(self, item: BatchItem, first_id: int) -> None:
         rest = replace(item, first_id=first_id)
-        await self.producer.send_and_wait(
-            self.settings.topic(TOPIC_DISPATCH_BATCHES),
-            codec.encode(batch_to_wire(rest)),
-            key=codec.key(item.account_id),
-        )
+        await (await dispatch.send(self.producer, self.settings, rest))
         metrics.BATCHES_YIELDED.inc()
 
     async def fall_back(self, item: FallbackItem) -> str:
@@ -254,7 +256,9 @@ class Worker:
         if status != "paused":
             lost = consumer.revoked()
             gate = _unless_revoked(lost, partial(self.control.sending, item.campaign_id))
-            delivered = await self.delivery.deliver(event, rows, starts, gate=gate)
+            delivered = await self.delivery.deliver(
+                event, rows, starts, gate=gate, share=item.share
+            )
             await self._publish(event.campaign_id, delivered.events)
             if lost.is_set() and delivered.held:
                 return "stopped"  # the item comes again, to the partition's next owner

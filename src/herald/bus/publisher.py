@@ -25,12 +25,16 @@ class Message:
     topic: str  # the full topic name (settings.topic applied)
     key: bytes
     value: bytes
+    # None: the key's partition (Kafka's default partitioner); dispatch work names its own.
+    partition: int | None = None
 
 
 class Sender(Protocol):
     """What the engine needs of AIOKafkaProducer: send enqueues and returns the ack's future."""
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> Awaitable[Any]: ...
+    async def send(
+        self, topic: str, value: bytes, key: bytes, partition: int | None = None
+    ) -> Awaitable[Any]: ...
 
 
 async def publish(producer: Sender, messages: Iterable[Message]) -> None:
@@ -40,7 +44,7 @@ async def publish(producer: Sender, messages: Iterable[Message]) -> None:
     try:
         # All sends first: the producer batches them into a few requests.
         for m in messages:
-            acks.append(await producer.send(m.topic, m.value, key=m.key))
+            acks.append(await producer.send(m.topic, m.value, key=m.key, partition=m.partition))
     finally:
         # Even when a send raised, the acks already pending are awaited, so none is left
         # with an error nobody retrieved.

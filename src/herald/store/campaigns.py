@@ -157,12 +157,15 @@ async def expand(
     conn: asyncpg.Connection,
     event: CampaignConfirmed,
     *,
+    parts: int = 1,
     partition_from: int = recipient_tables.PARTITION_FROM,
 ) -> int:
     """Recipient rows and batches for the whole audience, in the caller's transaction; a
-    scheduled campaign is started, and one with nobody to send to ends at once. The rows are
-    loaded into a table of their own, which becomes the campaign's partition of recipients
-    when they are at least `partition_from`, else joins the shared DEFAULT partition."""
+    scheduled campaign is started, and one with nobody to send to ends at once. Each
+    batch_size range becomes `parts` batches (the account's sub-keys, domain/work.py). The
+    rows are loaded into a table of their own, which becomes the campaign's partition of
+    recipients when they are at least `partition_from`, else joins the shared DEFAULT
+    partition."""
     audience = event.audience
     segment = Compiled(sql="FALSE", params=())
     if audience.segment_id:
@@ -197,6 +200,7 @@ async def expand(
             event.batch_size,
             total,
             event.batch_delay_ms,
+            parts,
         )
     await transition(conn, Command.START, [event.campaign_id])
     await conn.execute(sql("campaigns", "mark_expanded"), event.campaign_id, total)

@@ -109,11 +109,23 @@ FROM ({audience}) AS numbered;
 SET LOCAL work_mem = '256MB';
 
 -- name: insert_batches
--- $1 campaign, $2 batch size, $3 recipients, $4 delay between batches in ms.
+-- $1 campaign, $2 batch size, $3 recipients, $4 delay between batches in ms, $5 parts: each
+-- batch_size range g is cut into $5 consecutive batches of (nearly) equal size, numbered
+-- (g - 1) * $5 + part + 1, all due together, so its recipients go out over $5 sub-keys at
+-- once (domain/work.batch_share); a range with fewer recipients than parts leaves gaps in
+-- the numbering where a part would be empty.
 INSERT INTO batches (campaign_id, batch_no, first_id, last_id, not_before)
-SELECT $1, g, (g - 1) * $2 + 1, least(g * $2, $3),
+SELECT $1, (g - 1) * $5::integer + part + 1,
+       r.first_id + r.size * part / $5::integer,
+       r.first_id + r.size * (part + 1) / $5::integer - 1,
        now() + ((g - 1) * $4::bigint) * interval '1 millisecond'
-FROM generate_series(1, ceil($3::numeric / $2)::integer) AS g;
+FROM generate_series(1, ($3::integer + $2::integer - 1) / $2::integer) AS g
+CROSS JOIN LATERAL (SELECT (g - 1)::bigint * $2::integer + 1 AS first_id,
+                           least(g::bigint * $2::integer, $3::integer)
+                           - (g - 1)::bigint * $2::integer AS size) AS r
+CROSS JOIN generate_series(0, $5::integer - 1) AS part
+-- Integer division throughout (bigint, so size * part cannot overflow).
+WHERE r.size * (part + 1) / $5::integer > r.size * part / $5::integer;
 
 -- name: mark_expanded
 UPDATE campaigns

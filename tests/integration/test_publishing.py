@@ -33,9 +33,12 @@ class Recording:
         self.inner = inner
         self.sent: list[tuple[bytes, bytes]] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
+    async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> Any:
         self.sent.append((key, value))
-        return await self.inner.send(topic, value, key=key)
+        return await self.inner.send(topic, value, key=key, partition=partition)
+
+    async def partitions_for(self, topic: str) -> Any:
+        return await self.inner.partitions_for(topic)
 
 
 class LastAckFails(Recording):
@@ -45,8 +48,8 @@ class LastAckFails(Recording):
         super().__init__(inner)
         self.sends = sends
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
-        ack = await super().send(topic, value, key)
+    async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> Any:
+        ack = await super().send(topic, value, key, partition)
         if len(self.sent) < self.sends:
             return ack
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -68,13 +71,15 @@ async def _campaign(pool: asyncpg.Pool, cid: str) -> None:
 
 async def test_batches_are_marked_only_once_every_ack_is_in(settings: Settings) -> None:
     cid = "pub-batches"
+    # One sub-key: every record on the account's own key (tests/unit/test_subkeys.py has them).
+    one_key = settings.with_overrides(dispatch_subkeys=1)
     await ensure_topics(settings)
     async with db.pool(settings.database_url) as pool, producer(settings) as kafka:
         await _campaign(pool, cid)
 
         def scheduler(p: Any) -> Scheduler:
             return Scheduler(
-                settings=settings,
+                settings=one_key,
                 pool=pool,
                 producer=p,
                 dead_letter=DeadLetter(settings=settings, producer=kafka),
@@ -104,6 +109,7 @@ async def test_batches_are_marked_only_once_every_ack_is_in(settings: Settings) 
 
 async def test_fallback_work_is_marked_only_once_every_ack_is_in(settings: Settings) -> None:
     cid = "pub-fallbacks"
+    one_key = settings.with_overrides(dispatch_subkeys=1)
     await ensure_topics(settings)
     async with db.pool(settings.database_url) as pool, producer(settings) as kafka:
         await _campaign(pool, cid)
@@ -113,7 +119,7 @@ async def test_fallback_work_is_marked_only_once_every_ack_is_in(settings: Setti
 
         def sweeper(p: Any) -> Sweeper:
             return Sweeper(
-                settings=settings,
+                settings=one_key,
                 pool=pool,
                 producer=p,
                 dead_letter=DeadLetter(settings=settings, producer=kafka),

@@ -25,10 +25,12 @@ class FakeProducer:
         self.acks: list[asyncio.Future[None]] = []
         self.raise_on: bytes | None = None
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+    async def send(
+        self, topic: str, value: bytes, key: bytes, partition: int | None = None
+    ) -> asyncio.Future[None]:
         if value == self.raise_on:
             raise OSError("buffer full")
-        self.sent.append(publisher.Message(topic, key, value))
+        self.sent.append(publisher.Message(topic, key, value, partition))
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.acks.append(ack)
         if self.auto:

@@ -64,16 +64,16 @@ class Recording:
         self.inner = inner
         self.values: list[bytes] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
+    async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> Any:
         self.values.append(value)
-        return await self.inner.send(topic, value, key=key)
+        return await self.inner.send(topic, value, key=key, partition=partition)
 
     def events(self) -> list[StatusEvent]:
         return [from_wire(i) for v in self.values for i in envelope.status_items(v)]
 
 
 class Broken:
-    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
+    async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> Any:
         raise OSError("broker unreachable")
 
 

@@ -251,9 +251,10 @@ class Settings:
         "Sub-keys each account's batches and fallback work are spread over (at most the "
         "dispatch topic's partitions), each paced at the account's rate / this: one account "
         "is sent by up to this many workers at once and never faster than its rate. 1 keys "
-        "work by account alone; change it while the account sends nothing (items published "
-        "under the old value keep their share of the rate until done)",
-        default=4,
+        "work by account alone, which costs least with one worker (each sub-key is a pass of "
+        "its own); change it while the account sends nothing (items published under the old "
+        "value keep their share of the rate until done)",
+        default=1,
     )
     send_timeout_s: float = _doc("Provider HTTP timeout", default=10.0)
     status_batch_max: int = _doc("Status events folded per transaction", default=2000)

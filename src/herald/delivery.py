@@ -19,13 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-import asyncpg
 
 from herald import metrics
 from herald.breaker import Breaker
 from herald.budget import ErrorBudget
 from herald.constants import PATH_CALLBACK_TWILIO
-from herald.domain.campaign import Command
 from herald.domain.channels import Channel
 from herald.domain.compose import Message, RecipientRow, Skip, compose
 from herald.domain.dispatch import (
@@ -42,6 +40,7 @@ from herald.domain.events import CampaignConfirmed
 from herald.domain.quiet import quiet_until, timezone_for
 from herald.domain.status import RecipientStatus, StatusEvent, message_id
 from herald.domain.work import WHOLE, Share
+from herald.ports import Accounts, AttemptLog, StatusSink, Transport
 from herald.providers.base import (
     ErrorClass,
     OutboundMessage,
@@ -49,10 +48,10 @@ from herald.providers.base import (
     SendResult,
     WhatsAppTemplate,
 )
-from herald.providers.directory import Directory
 from herald.ratelimit import AdaptiveLimiter
 from herald.settings import Settings
-from herald.store import accounts, attempts, campaigns, recipients
+from herald.store.accounts import AccountSettings
+from herald.store.attempts import Recorded, Result
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ MICRO_BATCH = 32
 
 
 def recorded_event(
-    campaign_id: str, channel: Channel, recorded: attempts.Recorded
+    campaign_id: str, channel: Channel, recorded: Recorded
 ) -> tuple[StatusEvent, bool]:
     """The status event a finished attempt produced, published again after a restart, and
     whether the chain continues past it."""
@@ -101,21 +100,29 @@ class Delivered:
 
 
 class Delivery:
+    """Drives the pass through its ports (ports.py): `attempts` and `accounts` in
+    PostgreSQL, `transport` the account's providers, `sink` the status-events topic; the
+    in-memory ones in fakes.py run it without any of them."""
+
     def __init__(
         self,
         *,
         settings: Settings,
-        pool: asyncpg.Pool,
-        directory: Directory,
+        attempts: AttemptLog,
+        accounts: Accounts,
+        transport: Transport,
+        sink: StatusSink,
     ) -> None:
         self.settings = settings
-        self.pool = pool
-        self.directory = directory
+        self.attempts = attempts
+        self.accounts = accounts
+        self.directory = transport
+        self.sink = sink
         self._limiters: dict[tuple[str, Channel, int], AdaptiveLimiter] = {}
         self._breakers: dict[str, Breaker] = {}
         self._provider_limiters: dict[tuple[str, int], AdaptiveLimiter] = {}
         # Each account's rate and quiet hours with when they were read (see account_settings).
-        self._accounts: dict[str, tuple[float, accounts.AccountSettings]] = {}
+        self._settings_seen: dict[str, tuple[float, AccountSettings]] = {}
         self._refreshing: set[str] = set()
         self.budget = ErrorBudget(
             window=settings.error_budget_window,
@@ -136,8 +143,9 @@ class Delivery:
         share: Share = WHOLE,
     ) -> Delivered:
         """Status events for every recipient in rows (sent, failed or skipped), except those
-        held because `gate` said stop (the campaign was paused or cancelled). Sends are paced
-        at `share` of the account's rate (the work item's sub-key, domain/work.py)."""
+        held because `gate` said stop (the campaign was paused or cancelled), published to
+        the sink before this returns. Sends are paced at `share` of the account's rate (the
+        work item's sub-key, domain/work.py)."""
         by_id = {row.id: row for row in rows}
         providers = await self.directory.for_account(event.account_id)
         if event.provider_accounts:
@@ -184,6 +192,7 @@ class Delivery:
                     to_channel=event.channels[start - 1].value,
                     reason="unreachable",
                 ).inc()
+        await self.sink.publish(event.campaign_id, events)
         return delivered
 
     async def _outside_quiet_hours(
@@ -202,7 +211,7 @@ class Delivery:
                 held.append((rid, start, until))
         if not held:
             return pending
-        await recipients.hold(self.pool, event.campaign_id, held)
+        await self.attempts.hold(event.campaign_id, held)
         metrics.SKIPPED.labels(reason="quiet_hours_held").inc(len(held))
         waiting = {h[0] for h in held}
         return {rid: start for rid, start in pending.items() if rid not in waiting}
@@ -273,8 +282,7 @@ class Delivery:
         provider = self._pick(candidates)
         events: list[StatusEvent] = []
         unreachable: set[int] = set()
-        created = await attempts.insert_pending(
-            self.pool,
+        created = await self.attempts.insert_pending(
             event.campaign_id,
             ids,
             [messages[i].attempt for i in ids],
@@ -284,16 +292,14 @@ class Delivery:
         to_send = [i for i in ids if i in created]
         seen_before = [i for i in ids if i not in created]
         if seen_before:
-            resend = await attempts.claim_resend(
-                self.pool, event.campaign_id, seen_before, channel.value
-            )
+            resend = await self.attempts.claim_resend(event.campaign_id, seen_before, channel.value)
             if resend:
                 metrics.AMBIGUOUS_RESENDS.labels(channel=channel.value, provider=provider.name).inc(
                     len(resend)
                 )
                 to_send.extend(sorted(resend))
-            for recorded in await attempts.existing(
-                self.pool, event.campaign_id, seen_before, channel.value
+            for recorded in await self.attempts.existing(
+                event.campaign_id, seen_before, channel.value
             ):
                 if recorded.recipient_id in resend:
                     continue
@@ -325,14 +331,14 @@ class Delivery:
                 await self._slots.acquire()
                 tg.start_soon(send_one, rid)
 
-        rows: list[attempts.Result] = []
+        rows: list[Result] = []
         now_ms = _now_ms()
         for rid, (result, used) in results.items():
             message = messages[rid]
             verdict = classify(result)
             code = error_code(result)
             rows.append(
-                attempts.Result(
+                Result(
                     recipient_id=rid,
                     attempt_no=message.attempt,
                     provider=used,
@@ -362,9 +368,9 @@ class Delivery:
                 unreachable.add(rid)
             if self.budget.record(event.campaign_id, failed=budget_failure(result)):
                 await self._pause_for_budget(event.account_id, event.campaign_id)
-        await attempts.record_results(self.pool, event.campaign_id, rows)
+        await self.attempts.record_results(event.campaign_id, rows)
         if held:
-            await attempts.forget_unsent(self.pool, event.campaign_id, held, channel.value)
+            await self.attempts.forget_unsent(event.campaign_id, held, channel.value)
             delivered.held.update(held)
         return events, unreachable
 
@@ -374,13 +380,7 @@ class Delivery:
             f"error_budget: more than {self.settings.error_budget_max_failure_ratio:.0%} of "
             f"the last {window} sends failed at the provider"
         )
-        if await campaigns.transition(
-            self.pool,
-            Command.PAUSE_FOR_BUDGET,
-            [campaign_id],
-            account_id=account_id,
-            pause_reason=reason,
-        ):
+        if await self.accounts.pause_for_budget(account_id, campaign_id, reason):
             metrics.ERROR_BUDGET_PAUSES.inc()
             log.warning(
                 "campaign %s paused: %s",
@@ -435,10 +435,10 @@ class Delivery:
             self._provider_limiters[(label, share.sub)] = limiter
         return limiter
 
-    async def account_settings(self, account_id: str) -> accounts.AccountSettings:
+    async def account_settings(self, account_id: str) -> AccountSettings:
         """The account's rate and quiet hours, at most account_settings_ttl_s old: a change
         through the API reaches running sends within that time, without a restart."""
-        seen = self._accounts.get(account_id)
+        seen = self._settings_seen.get(account_id)
         if seen is not None and (
             time.monotonic() - seen[0] < self.settings.account_settings_ttl_s
             or account_id in self._refreshing
@@ -447,12 +447,12 @@ class Delivery:
             return seen[1]
         self._refreshing.add(account_id)
         try:
-            current = await accounts.settings(self.pool, account_id)
+            current = await self.accounts.settings(account_id)
         finally:
             self._refreshing.discard(account_id)
-        if len(self._accounts) > 10_000:
-            self._accounts.clear()
-        self._accounts[account_id] = (time.monotonic(), current)
+        if len(self._settings_seen) > 10_000:
+            self._settings_seen.clear()
+        self._settings_seen[account_id] = (time.monotonic(), current)
         return current
 
     async def rate_of(self, account_id: str) -> float:

@@ -26,15 +26,16 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from herald import metrics
-from herald.bus import codec, consumer, dispatch, envelope
+from herald.bus import codec, consumer, dispatch
 from herald.bus.consumer import DeadLetter
-from herald.constants import TOPIC_STATUS_EVENTS
+from herald.bus.sink import StatusTopic
 from herald.delivery import Delivery
 from herald.domain.campaign import CampaignStatus
 from herald.domain.compose import RecipientRow
 from herald.domain.events import CampaignConfirmed, EventError, parse_campaign_confirmed
 from herald.domain.status import RecipientStatus, StatusEvent
 from herald.domain.work import BatchItem, FallbackItem, parse_work
+from herald.ports import PgAccounts, PgAttemptLog
 from herald.providers.directory import Directory
 from herald.settings import Settings
 from herald.store import campaigns, recipients, reconcile
@@ -124,7 +125,14 @@ class Worker:
         self.producer = producer
         self.dead_letter = dead_letter
         self.stop = stop
-        self.delivery = Delivery(settings=settings, pool=pool, directory=directory)
+        self.sink = StatusTopic(producer, settings)
+        self.delivery = Delivery(
+            settings=settings,
+            attempts=PgAttemptLog(pool),
+            accounts=PgAccounts(pool),
+            transport=directory,
+            sink=self.sink,
+        )
         self.control = Control(pool)
         self._events: dict[str, CampaignConfirmed] = {}
 
@@ -174,7 +182,6 @@ class Worker:
         async def send_chunk(chunk: list[RecipientRow]) -> None:
             try:
                 delivered = await self.delivery.deliver(event, chunk, gate=gate, share=item.share)
-                await self._publish(event.campaign_id, delivered.events)
                 if lost.is_set():
                     # Revoked: the rest stays queued for the partition's next owner.
                     ended.append("stopped")
@@ -218,7 +225,7 @@ class Worker:
                 cursor = chunk[-1].id
                 if status == "cancelled":
                     lanes.release()
-                    await self._publish(event.campaign_id, _cancelled(event.campaign_id, chunk))
+                    await self.sink.publish(event.campaign_id, _cancelled(event.campaign_id, chunk))
                     continue
                 tg.start_soon(send_chunk, chunk)
         if "stopped" in ended:
@@ -250,7 +257,7 @@ class Worker:
             return "done"
         status = await self.control.status(item.campaign_id)
         if status == "cancelled":
-            await self._publish(event.campaign_id, _cancelled(event.campaign_id, rows))
+            await self.sink.publish(event.campaign_id, _cancelled(event.campaign_id, rows))
             return "done"
         held: set[int] = {r.id for r in rows}
         if status != "paused":
@@ -259,7 +266,6 @@ class Worker:
             delivered = await self.delivery.deliver(
                 event, rows, starts, gate=gate, share=item.share
             )
-            await self._publish(event.campaign_id, delivered.events)
             if lost.is_set() and delivered.held:
                 return "stopped"  # the item comes again, to the partition's next owner
             held = delivered.held
@@ -283,10 +289,3 @@ class Worker:
                 self._events.clear()
             self._events[campaign_id] = cached
         return cached
-
-    async def _publish(self, campaign_id: str, events: Sequence[StatusEvent]) -> None:
-        if not events:
-            return
-        topic = self.settings.topic(TOPIC_STATUS_EVENTS)
-        value = envelope.status_value(events)
-        await self.producer.send_and_wait(topic, value, key=codec.key(campaign_id))

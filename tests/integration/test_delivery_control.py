@@ -18,6 +18,8 @@ from herald.demo import campaign_event
 from herald.domain.channels import Channel, SendingMode
 from herald.domain.compose import RecipientRow
 from herald.domain.events import CampaignConfirmed, parse_campaign_confirmed
+from herald.fakes import MemorySink
+from herald.ports import PgAccounts, PgAttemptLog
 from herald.providers.base import ErrorClass, OutboundMessage, SendResult
 from herald.providers.directory import Directory
 from herald.settings import Settings
@@ -85,7 +87,13 @@ def _delivery(
     directory = Directory(
         settings=settings, pool=pool, session=None, defaults={Channel.SMS: provider}
     )
-    return Delivery(settings=settings, pool=pool, directory=directory)
+    return Delivery(
+        settings=settings,
+        attempts=PgAttemptLog(pool),
+        accounts=PgAccounts(pool),
+        transport=directory,
+        sink=MemorySink(),
+    )
 
 
 async def _rows(pool: asyncpg.Pool, event: CampaignConfirmed) -> list[RecipientRow]:

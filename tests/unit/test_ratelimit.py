@@ -10,10 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from herald import delivery as delivery_module
 from herald.delivery import Delivery
 from herald.domain.channels import Channel
-from herald.providers.directory import Directory
+from herald.fakes import MemoryAccounts, MemoryAttemptLog, MemorySink, MemoryTransport
 from herald.ratelimit import (
     BURST_S,
     AdaptiveLimiter,
@@ -183,22 +182,24 @@ async def test_a_throttle_voids_the_slots_handed_out() -> None:
     assert [first, second] == pytest.approx([clock.now_s + 0.02, clock.now_s + 0.04])
 
 
-async def test_concurrent_first_sends_share_one_limiter(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+async def test_concurrent_first_sends_share_one_limiter(tmp_path: Path) -> None:
     reads = 0
 
-    async def slow_settings(pool: object, account_id: str) -> AccountSettings:
-        nonlocal reads
-        reads += 1
-        await anyio.sleep(0.01)  # every first send is inside this await at once
-        return AccountSettings(rate_per_s=20.0, quiet_hours=None)
+    class SlowAccounts(MemoryAccounts):
+        async def settings(self, account_id: str) -> AccountSettings:
+            nonlocal reads
+            reads += 1
+            await anyio.sleep(0.01)  # every first send is inside this await at once
+            return AccountSettings(rate_per_s=20.0, quiet_hours=None)
 
-    monkeypatch.setattr(delivery_module.accounts, "settings", slow_settings)
     settings = Settings.development(data_dir=tmp_path)
-    pool = None
-    directory = Directory(settings=settings, pool=pool, session=None, defaults={})  # type: ignore[arg-type]
-    delivery = Delivery(settings=settings, pool=pool, directory=directory)  # type: ignore[arg-type]
+    delivery = Delivery(
+        settings=settings,
+        attempts=MemoryAttemptLog(),
+        accounts=SlowAccounts(),
+        transport=MemoryTransport({}),
+        sink=MemorySink(),
+    )
     got: list[AdaptiveLimiter] = []
 
     async def first_send() -> None:

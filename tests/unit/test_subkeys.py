@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from herald import delivery as delivery_module
 from herald.bus import codec
 from herald.bus.dispatch import partition_of
 from herald.delivery import Delivery
@@ -30,7 +29,7 @@ from herald.domain.work import (
     shares_for,
     subkey,
 )
-from herald.providers.directory import Directory
+from herald.fakes import MemoryAccounts, MemoryAttemptLog, MemorySink, MemoryTransport
 from herald.settings import Settings, SettingsError
 from herald.store.accounts import AccountSettings
 
@@ -188,15 +187,17 @@ def test_the_sub_key_setting_is_checked(value: str) -> None:
 
 
 async def test_each_sub_key_has_its_own_limiter_at_its_share_of_the_rate(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    async def account(pool: object, account_id: str) -> AccountSettings:
-        return AccountSettings(rate_per_s=400.0, quiet_hours=None)
-
-    monkeypatch.setattr(delivery_module.accounts, "settings", account)
     settings = Settings.development(data_dir=tmp_path)
-    directory = Directory(settings=settings, pool=None, session=None, defaults={})  # type: ignore[arg-type]
-    delivery = Delivery(settings=settings, pool=None, directory=directory)  # type: ignore[arg-type]
+    directory = MemoryTransport({})
+    delivery = Delivery(
+        settings=settings,
+        attempts=MemoryAttemptLog(),
+        accounts=MemoryAccounts(default=AccountSettings(rate_per_s=400.0, quiet_hours=None)),
+        transport=directory,
+        sink=MemorySink(),
+    )
     limiters = [
         await delivery.limiter_for("acct", Channel.SMS, Share(sub=s, shares=4)) for s in range(4)
     ]

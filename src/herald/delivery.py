@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
 
@@ -129,9 +128,7 @@ class Delivery:
             max_failure_ratio=settings.error_budget_max_failure_ratio,
         )
         self._slots = anyio.Semaphore(settings.worker_concurrency)
-        # Metric children and the last exported breaker states (see _observe, _breaker_seen).
-        self._rate_waits: dict[str, Any] = {}
-        self._send_children: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        # The last exported breaker states (see _breaker_seen).
         self._breaker_states: dict[tuple[str, str], object] = {}
 
     async def deliver(
@@ -489,9 +486,7 @@ class Delivery:
         is closed, so a failing one drains to the next; what follows an answer is
         domain.dispatch.after_answer's decision."""
         channel = message.channel.value
-        waits = self._rate_waits.get(channel)
-        if waits is None:
-            waits = self._rate_waits[channel] = metrics.RATE_LIMIT_WAIT.labels(channel=channel)
+        waits = metrics.child(metrics.RATE_LIMIT_WAIT, channel=channel)
         tries = Tries()
         while True:
             provider = self._pick(candidates)
@@ -546,24 +541,9 @@ class Delivery:
                 return result, provider.name
 
     def _observe(self, channel: str, provider: str, result: SendResult, took_s: float) -> None:
-        """The send's metrics, through label children looked up once per channel and
-        provider (a labels() call per send costs more than the observation)."""
-        key = (channel, provider)
-        children = self._send_children.get(key)
-        if children is None:
-            children = self._send_children[key] = (
-                metrics.SEND_DURATION.labels(channel=channel, provider=provider),
-                {},
-            )
-        duration, by_outcome = children
-        duration.observe(took_s)
+        metrics.child(metrics.SEND_DURATION, channel=channel, provider=provider).observe(took_s)
         outcome = "accepted" if result.accepted else str(result.error_class)
-        sends = by_outcome.get(outcome)
-        if sends is None:
-            sends = by_outcome[outcome] = metrics.SENDS.labels(
-                channel=channel, provider=provider, outcome=outcome
-            )
-        sends.inc()
+        metrics.child(metrics.SENDS, channel=channel, provider=provider, outcome=outcome).inc()
 
     def _breaker_seen(self, provider: str, channel: str, breaker: Breaker) -> None:
         """Export the breaker's state when it changed."""

@@ -232,7 +232,7 @@ class Ingress:
             # Not durable: a 503 makes the provider retry the callback later.
             metrics.CALLBACKS.labels(provider=provider, outcome="unavailable").inc()
             return _error(503, "kafka", "status events cannot be stored right now")
-        metrics.callbacks_accepted(provider).inc(len(events))
+        metrics.child(metrics.CALLBACKS, provider=provider, outcome="accepted").inc(len(events))
         return web.Response(status=ok_status)
 
 

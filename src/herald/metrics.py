@@ -21,7 +21,7 @@ from enum import IntEnum
 from importlib import metadata
 from itertools import pairwise
 from socketserver import ThreadingMixIn
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import anyio
@@ -231,11 +231,20 @@ class BreakerState(IntEnum):
     OPEN = 2
 
 
-@functools.cache
-def callbacks_accepted(provider: str) -> Counter:
-    """herald_callbacks_total{outcome="accepted"} of one provider: looked up once, counted on
-    every callback."""
-    return CALLBACKS.labels(provider=provider, outcome="accepted")
+Metric = TypeVar("Metric", Counter, Gauge, Histogram)
+
+
+@functools.lru_cache(maxsize=4096)
+def _child(metric: Counter | Gauge | Histogram, labels: tuple[tuple[str, str], ...]) -> Any:
+    return metric.labels(**dict(labels))
+
+
+def child(metric: Metric, **labels: str) -> Metric:
+    """metric.labels(**labels), looked up once per label set: the hot paths (a send, a
+    callback, a fold, an HTTP request) count through it, as a labels() call costs more than
+    the count. Every herald label set is bounded (channels, providers, outcomes, routes)."""
+    found: Metric = _child(metric, tuple(labels.items()))
+    return found
 
 
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
@@ -515,18 +524,10 @@ async def observe_http(
         raise
     finally:
         method = http_method(request.method)
-        count, duration = _http_children(route, method, code)
-        count.inc()
-        duration.observe(time.perf_counter() - started)
-
-
-@functools.lru_cache(maxsize=1024)
-def _http_children(route: str, method: str, code: int) -> tuple[Counter, Histogram]:
-    # Route templates, methods and codes are bounded: the children are looked up once each.
-    return (
-        HTTP_REQUESTS.labels(route=route, method=method, code=str(code)),
-        HTTP_REQUEST_DURATION.labels(route=route, method=method),
-    )
+        child(HTTP_REQUESTS, route=route, method=method, code=str(code)).inc()
+        child(HTTP_REQUEST_DURATION, route=route, method=method).observe(
+            time.perf_counter() - started
+        )
 
 
 ASGIApp = Callable[

@@ -166,7 +166,7 @@ class StatusFolder:
                 from_channel=channel, to_channel=to_channel, reason=reason
             ).inc()
         for channel, values in delays.items():
-            metrics.observe_all(metrics.CALLBACK_DELAY.labels(channel=channel), values)
+            metrics.observe_all(metrics.child(metrics.CALLBACK_DELAY, channel=channel), values)
         for (channel, status, moved), n in rfold.folded_callbacks.items():
             metrics.CALLBACKS_FOLDED.labels(
                 channel=channel, status=status.value, outcome="changed" if moved else "unchanged"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 
 
@@ -25,6 +26,7 @@ class SendingMode(StrEnum):
     WHATSAPP_RCS_SMS = "WHATSAPP_RCS_SMS"
 
 
+@functools.cache  # every compose asks (CampaignConfirmed.channels)
 def chain(mode: SendingMode) -> tuple[Channel, ...]:
     """The channels a mode tries, in order: WHATSAPP_RCS_SMS is WhatsApp, then RCS, then SMS."""
     return tuple(Channel(part.lower()) for part in mode.value.split("_"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -14,6 +15,9 @@ class InvalidPhone(ValueError):
     pass
 
 
+# A recipient's number is checked by each channel of its chain it is composed for; parsing
+# is a fifth of the dispatch core's CPU (load-tests/bench_send_loop.py).
+@functools.lru_cache(maxsize=8192)
 def normalize_e164(raw: str) -> str:
     """The E.164 form of a number given with its country code; InvalidPhone otherwise."""
     text = raw.strip()

@@ -291,8 +291,9 @@ class Settings:
         default=100_000,
     )
     recipients_retention_days: float = _doc(
-        "Days after a campaign ended before the scheduler moves its recipient rows into the "
-        "archive schema (counters stay; its recipients list answers 410); 0 keeps them",
+        "Days after a campaign ended before the scheduler moves its recipient and attempt "
+        "rows into the archive schema (counters stay; its recipients list answers 410); 0 "
+        "keeps them",
         default=0.0,
     )
     recipients_archive_interval_s: float = _doc(

@@ -4,6 +4,7 @@ and an ended campaign's rows archived once its retention has passed (never a liv
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from herald.domain.channels import SendingMode
 from herald.domain.events import parse_campaign_confirmed
 from herald.scheduler import Scheduler
 from herald.settings import Settings
-from herald.store import campaigns, db, recipient_tables, recipients
+from herald.store import attempts, campaigns, db, recipient_tables, recipients
 from tests.integration.api_support import Caller, data, error
 
 
@@ -34,6 +35,10 @@ async def _expand(pool: asyncpg.Pool, raw: dict[str, Any], *, partition_from: in
     assert await campaigns.insert(pool, event, raw)
     async with pool.acquire() as conn, conn.transaction():
         return await campaigns.expand(conn, event, partition_from=partition_from)
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
 
 
 async def _tables(pool: asyncpg.Pool, campaign_id: str) -> set[str]:
@@ -116,6 +121,8 @@ async def test_only_ended_campaigns_past_retention_are_archived(pg_url: str) -> 
     try:
         for cid, n in (("old-big", 5), ("old-small", 3), ("live-big", 5), ("recent", 3)):
             await _expand(pool, _event(cid, "pr", n), partition_from=5)
+            ids = list(range(1, n + 1))
+            await attempts.insert_pending(pool, cid, ids, [1] * n, "sms", "twilio")
         await _end(pool, "old-big", "completed", 40)
         await _end(pool, "old-small", "cancelled", 31)
         await _end(pool, "recent", "failed", 1)
@@ -148,6 +155,18 @@ async def test_only_ended_campaigns_past_retention_are_archived(pg_url: str) -> 
                 (cid, i) for i in range(1, n + 1)
             ]
             assert await recipient_tables.archived_at(pool, cid) is not None
+            # Its attempt rows went with them.
+            assert (
+                await pool.fetchval("SELECT count(*) FROM attempts WHERE campaign_id = $1", cid)
+                == 0
+            )
+            moved = await pool.fetch(
+                f"SELECT campaign_id, recipient_id FROM archive.attempts_{_md5(cid)} "
+                "ORDER BY recipient_id"
+            )
+            assert [(r["campaign_id"], r["recipient_id"]) for r in moved] == [
+                (cid, i) for i in range(1, n + 1)
+            ]
         # The big one's partition was detached, not copied: gone from the parent.
         assert not await recipient_tables.own_partition(pool, "old-big")
         assert await pool.fetchval("SELECT to_regclass($1)", f"public.{big_table}") is None
@@ -160,6 +179,10 @@ async def test_only_ended_campaigns_past_retention_are_archived(pg_url: str) -> 
                 == n
             )
             assert await recipient_tables.archived_at(pool, cid) is None
+            assert (
+                await pool.fetchval("SELECT count(*) FROM attempts WHERE campaign_id = $1", cid)
+                == n
+            )
         assert await recipient_tables.own_partition(pool, "live-big")
         # Nothing is archived twice.
         assert await campaigns.archive_recipients(pool, cutoff) is None

@@ -272,3 +272,10 @@ async def forget_unsent(
         await pool.execute(
             sql("attempts", "forget_unsent"), campaign_id, list(recipient_ids), channel
         )
+
+
+async def archive(conn: asyncpg.Connection, campaign_id: str) -> str:
+    """Moves the campaign's attempt rows into the archive schema in the caller's transaction
+    (with its recipient rows, store/recipient_tables.archive); the archive table's name."""
+    table: str = await conn.fetchval(sql("attempts", "archive"), campaign_id)
+    return table

@@ -24,7 +24,7 @@ from herald.domain.phone import canonical
 from herald.domain.segments import Compiled
 from herald.domain.status import CounterDelta
 from herald.domain.work import BatchItem
-from herald.store import recipient_tables, segments
+from herald.store import attempts, recipient_tables, segments
 from herald.store.queries import sql
 
 
@@ -350,7 +350,8 @@ async def sending_modes(
 
 async def archive_recipients(pool: asyncpg.Pool, ended_before: datetime) -> tuple[str, str] | None:
     """Moves the recipient rows of one campaign that ended before `ended_before` into the
-    archive schema (store/recipient_tables): (campaign id, archive table), None when none is
+    archive schema (store/recipient_tables), its attempt rows with them (store/attempts):
+    (campaign id, the recipients' archive table), None when none is
     due. A live campaign's rows are never moved. One whose rows cannot be locked within the
     lock timeout raises and stays due."""
     async with pool.acquire() as conn, conn.transaction():
@@ -360,6 +361,7 @@ async def archive_recipients(pool: asyncpg.Pool, ended_before: datetime) -> tupl
         if campaign_id is None:
             return None
         table = await recipient_tables.archive(conn, campaign_id)
+        await attempts.archive(conn, campaign_id)
         await conn.execute(sql("campaigns", "mark_recipients_archived"), campaign_id)
         return campaign_id, table
 

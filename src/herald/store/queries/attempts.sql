@@ -185,3 +185,8 @@ JOIN unnest($1::text[], $2::int[], $3::smallint[]) AS k (campaign_id, recipient_
 WHERE a.status = 'sent' AND a.window_expired_at IS NULL AND a.window_leased_until = $4
 ORDER BY a.campaign_id, a.recipient_id, a.attempt_no
 FOR UPDATE OF a SKIP LOCKED;
+
+
+-- name: archive
+-- An archived campaign's attempt rows into the archive schema (0025); the table's name.
+SELECT herald_attempts_archive($1);

@@ -4,7 +4,6 @@ are marked, and one failed ack marks none of them."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
@@ -22,39 +21,9 @@ from herald.scheduler import Scheduler
 from herald.settings import Settings
 from herald.store import campaigns, db
 from herald.sweeper import Sweeper
+from tests.producers import LastAckFails, Recording
 
 PHONES = [f"+1415555{n:04d}" for n in range(100, 105)]
-
-
-class Recording:
-    """The real producer, with every value it was given kept for the test to read."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.sent: list[tuple[bytes, bytes]] = []
-
-    async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> Any:
-        self.sent.append((key, value))
-        return await self.inner.send(topic, value, key=key, partition=partition)
-
-    async def partitions_for(self, topic: str) -> Any:
-        return await self.inner.partitions_for(topic)
-
-
-class LastAckFails(Recording):
-    """Every send reaches the broker, but the last one's ack fails."""
-
-    def __init__(self, inner: Any, sends: int) -> None:
-        super().__init__(inner)
-        self.sends = sends
-
-    async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> Any:
-        ack = await super().send(topic, value, key, partition)
-        if len(self.sent) < self.sends:
-            return ack
-        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        failed.set_exception(OSError("no ack"))
-        return failed
 
 
 async def _campaign(pool: asyncpg.Pool, cid: str) -> None:

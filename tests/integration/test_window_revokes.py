@@ -10,20 +10,20 @@ import anyio
 import asyncpg
 import pytest
 
-from herald.bus import envelope
 from herald.bus.consumer import DeadLetter
 from herald.bus.producer import producer
 from herald.bus.topics import ensure_topics
 from herald.demo import campaign_event
 from herald.domain.channels import Channel, SendingMode
 from herald.domain.events import parse_campaign_confirmed
-from herald.domain.status import WINDOW_EXPIRED, RecipientStatus, StatusEvent, from_wire
+from herald.domain.status import WINDOW_EXPIRED, RecipientStatus, StatusEvent
 from herald.providers.base import ErrorClass, OutboundMessage, SendResult
 from herald.providers.directory import Directory
 from herald.providers.rbm import RevokeError
 from herald.settings import Settings
 from herald.store import attempts, campaigns, db
 from herald.sweeper import Sweeper
+from tests.producers import Broken, Recording
 
 PHONES = ["+14155550100", "+14155550101"]
 
@@ -55,26 +55,6 @@ class Revoker:
 
     async def close(self) -> None:
         return None
-
-
-class Recording:
-    """The real producer, with every value it was given kept for the test to read."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.values: list[bytes] = []
-
-    async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> Any:
-        self.values.append(value)
-        return await self.inner.send(topic, value, key=key, partition=partition)
-
-    def events(self) -> list[StatusEvent]:
-        return [from_wire(i) for v in self.values for i in envelope.status_items(v)]
-
-
-class Broken:
-    async def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> Any:
-        raise OSError("broker unreachable")
 
 
 async def _campaign(pool: asyncpg.Pool, cid: str) -> None:

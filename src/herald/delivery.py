@@ -115,7 +115,7 @@ class Delivery:
         self.settings = settings
         self.attempts = attempts
         self.accounts = accounts
-        self.directory = transport
+        self.transport = transport
         self.sink = sink
         self._limiters: dict[tuple[str, Channel, int], AdaptiveLimiter] = {}
         self._breakers: dict[str, Breaker] = {}
@@ -144,9 +144,9 @@ class Delivery:
         the sink before this returns. Sends are paced at `share` of the account's rate (the
         work item's sub-key, domain/work.py)."""
         by_id = {row.id: row for row in rows}
-        providers = await self.directory.for_account(event.account_id)
+        providers = await self.transport.for_account(event.account_id)
         if event.provider_accounts:
-            providers = self.directory.chosen(providers, event.provider_accounts)
+            providers = self.transport.chosen(providers, event.provider_accounts)
         pending = {row.id: (starts or {}).get(row.id, 1) for row in rows}
         pending = await self._outside_quiet_hours(event, by_id, pending)
         # Recipients that reached a provider (now or in an earlier pass) fail, not skip, when
@@ -423,7 +423,7 @@ class Delivery:
         """A provider account's own rate, split over the sub-keys as the account's is: an
         account's own provider account then stays within its contract whichever workers
         send the account's sub-keys."""
-        rate = self.directory.rates.get(label)
+        rate = self.transport.rates.get(label)
         if rate is None:
             return None
         limiter = self._provider_limiters.get((label, share.sub))

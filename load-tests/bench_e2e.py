@@ -435,8 +435,8 @@ async def _campaign(
         "duplicates": sum(harness.delta(after, before, "duplicates").values()),
         "timeouts": sum(harness.delta(after, before, "timeouts").values()),
         "requests_by_channel": harness.delta(after, before, "requests"),
-        # Callbacks the simulator gave up on after its last retry: a recipient they leave
-        # unfinished is the provider's loss, not herald's (a `lost` above that is not).
+        # Callbacks the simulator gave up on after its last retry (the ingress kept failing
+        # them): a recipient `lost` beyond these lost its status inside herald.
         "callbacks_dropped": after.get("callbacks", {}).get("failed", 0)
         - before.get("callbacks", {}).get("failed", 0),
         "lost": lost,

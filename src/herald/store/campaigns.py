@@ -351,9 +351,9 @@ async def sending_modes(
 async def archive_recipients(pool: asyncpg.Pool, ended_before: datetime) -> tuple[str, str] | None:
     """Moves the recipient rows of one campaign that ended before `ended_before` into the
     archive schema (store/recipient_tables), its attempt rows with them (store/attempts):
-    (campaign id, the recipients' archive table), None when none is
-    due. A live campaign's rows are never moved. One whose rows cannot be locked within the
-    lock timeout raises and stays due."""
+    (campaign id, the recipients' archive table), None when none is due. A live campaign's
+    rows are never moved. One whose rows cannot be locked within the lock timeout raises and
+    stays due."""
     async with pool.acquire() as conn, conn.transaction():
         campaign_id = await recipient_tables.claim_archivable(
             conn, ended_before, [s.value for s in ENDED]

@@ -58,6 +58,15 @@ log = logging.getLogger(__name__)
 MICRO_BATCH = 32
 
 
+def micro_batching(concurrency: int) -> tuple[int, int]:
+    """A pass's micro-batch size and how many micro-batches it keeps in flight: enough that
+    the concurrency stays full while some wait for their slowest send or their bookkeeping.
+    Their product is the most attempt rows a pass has written ahead of their sends, which a
+    crash may send once more (the ones whose answer it lost)."""
+    size = max(1, min(MICRO_BATCH, concurrency))
+    return size, -(-concurrency // size) + 2
+
+
 def recorded_event(
     campaign_id: str, channel: Channel, recorded: Recorded
 ) -> tuple[StatusEvent, bool]:
@@ -228,7 +237,7 @@ class Delivery:
         by_channel: dict[Channel, list[int]] = defaultdict(list)
         for rid, message in messages.items():
             by_channel[message.channel].append(rid)
-        size = max(1, min(MICRO_BATCH, self.settings.worker_concurrency))
+        size, in_flight = micro_batching(self.settings.worker_concurrency)
         groups = [
             (channel, ids[i : i + size])
             for channel, ids in by_channel.items()
@@ -236,9 +245,7 @@ class Delivery:
         ]
         events: list[StatusEvent] = []
         unreachable: set[int] = set()
-        # Enough lanes that the concurrency stays full while some micro-batches wait for their
-        # slowest send or their bookkeeping.
-        lanes = anyio.Semaphore(-(-self.settings.worker_concurrency // size) + 2)
+        lanes = anyio.Semaphore(in_flight)
 
         async def run(channel: Channel, ids: list[int]) -> None:
             try:

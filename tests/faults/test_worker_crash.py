@@ -14,12 +14,14 @@ import anyio
 import asyncpg
 import pytest
 
+from herald.delivery import micro_batching
 from herald.demo import FIRST_PHONE, campaign_event
 from herald.domain.channels import SendingMode
 from herald.domain.work import shares_for
 from herald.process import ChildRole
 from herald.settings import Settings
 from herald.store import accounts, campaigns, contacts, db
+from herald.worker import CHUNKS_IN_FLIGHT
 from tests.pipeline import publish_event, running, wait_completed
 
 RECIPIENTS = 3_000
@@ -104,11 +106,12 @@ async def test_sigkill_mid_campaign(crash_settings: Settings) -> None:
         repeated = await pool.fetchval(
             "SELECT count(*) FROM attempts WHERE campaign_id = $1 AND sends > 1", campaign_id
         )
-        # Attempts whose answer the kill lost are sent once more: at most the micro-batches
-        # whose rows were written ahead of their sends, for each batch being sent (one for
-        # each of the account's sub-keys).
+        # Attempts whose answer the kill lost are sent once more: at most the rows written
+        # ahead of their sends by the passes in flight (each batch's chunks), for each batch
+        # being sent (one for each of the account's sub-keys).
         shares = shares_for(settings.dispatch_subkeys, settings.topic_partitions)
-        assert repeated <= 4 * settings.worker_concurrency * shares
+        size, in_flight = micro_batching(settings.worker_concurrency)
+        assert repeated <= CHUNKS_IN_FLIGHT * in_flight * size * shares
         # What reached the provider twice is bounded by the sends in flight at the kill.
         duplicates = await _simulator_duplicates(settings)
         assert duplicates <= settings.worker_concurrency

@@ -436,7 +436,7 @@ async def _campaign(
         "timeouts": sum(harness.delta(after, before, "timeouts").values()),
         "requests_by_channel": harness.delta(after, before, "requests"),
         # Callbacks the simulator gave up on after its last retry (the ingress kept failing
-        # them): a recipient `lost` beyond these lost its status inside herald.
+        # them): a recipient `lost` beyond these lost its status after the ingress took it.
         "callbacks_dropped": after.get("callbacks", {}).get("failed", 0)
         - before.get("callbacks", {}).get("failed", 0),
         "lost": lost,

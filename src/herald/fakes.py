@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from herald.domain.channels import Channel
 from herald.domain.status import StatusEvent
@@ -41,7 +42,7 @@ class MemoryAttemptLog:
         self.rows: dict[tuple[str, int, int], _Row] = {}
         self._by_channel: dict[tuple[str, int, str], int] = {}
         self.following: dict[tuple[str, int], str] = {}
-        self.held: dict[tuple[str, int], tuple[int, object]] = {}
+        self.held: dict[tuple[str, int], tuple[int, datetime]] = {}
 
     def _matching(
         self, campaign_id: str, recipient_ids: Iterable[int], channel: str

@@ -5,6 +5,7 @@ pause, quiet hours and the error budget, with no PostgreSQL, Kafka or HTTP."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from herald.domain.quiet import timezone_for
 from herald.domain.status import RecipientStatus
 from herald.fakes import (
     ACCEPTED,
+    Answer,
     MemoryAccounts,
     MemoryAttemptLog,
     MemorySink,
@@ -59,13 +61,13 @@ class Core:
     def __init__(
         self,
         tmp_path: Path,
-        answers: dict[Channel, SendResult | object] | None = None,
+        answers: Mapping[Channel, Answer] | None = None,
         accounts: MemoryAccounts | None = None,
         **values: object,
     ) -> None:
         answers = answers or {}
         self.providers = {
-            channel: ScriptedProvider(f"{channel.value}-1", channel, answers.get(channel, ACCEPTED))  # type: ignore[arg-type]
+            channel: ScriptedProvider(f"{channel.value}-1", channel, answers.get(channel, ACCEPTED))
             for channel in (Channel.WHATSAPP, Channel.RCS, Channel.SMS)
         }
         self.attempts = MemoryAttemptLog()
